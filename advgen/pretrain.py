@@ -1,0 +1,203 @@
+"""`advgen pretrain`: maximum-likelihood training of the generator, readable top to bottom.
+
+Run folder: config.json, generator/ (best validation loss, HF format), checkpoint/state.pt
+(latest: model, optimizer, scheduler, RNG, step), metrics.jsonl, samples.jsonl, summary.json.
+"""
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
+
+from advgen import config, data, metrics, models, sampling
+from advgen.config import AdvgenError, PretrainConfig
+from advgen.runlog import RunLog, truncate_jsonl, write_json
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AdvgenError(f"unknown device '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AdvgenError(f"device '{name}' requested but CUDA is not available")
+    return device
+
+
+def load_splits(cfg: PretrainConfig) -> dict:
+    """Corpus -> {'train', 'valid', 'test'} record lists, split by group so no product spans two splits."""
+    records = data.select(data.load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source)
+    group = cfg.split_by or data.default_group(records, cfg.field)
+    if group not in records[0]:
+        raise AdvgenError(f"--split-by: corpus has no column '{group}'")
+    splits = {name: data.split(records, name, group) for name in data.SPLITS}
+    for name, rows in splits.items():
+        if not rows:
+            raise AdvgenError(f"the {name} split is empty ({len(records)} usable rows grouped by '{group}'); "
+                              "use a larger corpus or another --split-by")
+    return splits
+
+
+def make_trainable(model, cfg: PretrainConfig):
+    """Freeze the embeddings and the first `freeze_layers` blocks, or wrap the model with LoRA."""
+    if cfg.freeze_layers:
+        n = model.config.num_hidden_layers
+        blocks = next(m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == n)
+        if cfg.freeze_layers > n:
+            raise AdvgenError(f"--freeze-layers {cfg.freeze_layers} exceeds the model's {n} layers")
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                module.requires_grad_(False)
+        for block in blocks[:cfg.freeze_layers]:
+            block.requires_grad_(False)
+    if cfg.lora_r:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout or 0.0,
+                          target_modules="all-linear", task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    return model
+
+
+def param_groups(model, weight_decay: float) -> list:
+    """Weight decay on matrices only; biases, norms and (1-d) gains are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def mean_nll(model, examples: list, batch_size: int, pad_id: int, device, max_batches: int = 0) -> float:
+    """Mean negative log-likelihood per target token (EOS included), in nats."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for b, i in enumerate(range(0, len(examples), batch_size)):
+        if max_batches and b >= max_batches:
+            break
+        batch = {k: v.to(device) for k, v in data.collate(examples[i:i + batch_size], pad_id).items()}
+        n = int((batch["labels"][:, 1:] != data.IGNORE).sum())
+        total += float(model(**batch).loss) * n  # HF averages over non-ignored shifted labels
+        count += n
+    model.train(was_training)
+    return total / count
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.")
+    os.close(fd)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt.pop("model"))
+    optimizer.load_state_dict(ckpt.pop("optimizer"))
+    scheduler.load_state_dict(ckpt.pop("scheduler"))
+    rng = ckpt.pop("rng")
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return ckpt
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    run = Path(cfg.out)
+    ckpt_path = run / "checkpoint" / "state.pt"
+    if resume:
+        if not (run / "config.json").exists():
+            raise AdvgenError(f"nothing to resume: {run / 'config.json'} does not exist")
+        cfg = config.load(PretrainConfig, run / "config.json")  # the run's own config, not the flags
+    elif run.exists() and any(run.iterdir()):
+        raise AdvgenError(f"run folder {run} already exists: pass --resume to continue it, or another --out")
+    config.validate(cfg)
+    device = resolve_device(cfg.device)
+
+    # Everything that can fail on bad input happens before the run folder is created.
+    splits = load_splits(cfg)
+    model, tokenizer = models.load_generator(cfg.generator, cfg.dropout, cfg.seed)
+    train, valid, test = (data.encode(tokenizer, splits[name], cfg) for name in ("train", "valid", "test"))
+    pad = tokenizer.pad_token_id
+    model = make_trainable(model, cfg).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
+    sample_prompts = [p for p, _ in valid[:cfg.num_samples]]
+
+    run.mkdir(parents=True, exist_ok=True)
+    state = {"step": 0, "best_loss": math.inf, "best_step": 0, "bad_evals": 0, "tokens_seen": 0, "done": False}
+    resumed = resume and ckpt_path.exists()
+    if resumed:
+        state = load_checkpoint(ckpt_path, model, optimizer, scheduler)
+    else:
+        config.save(cfg, run / "config.json")
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+    for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
+        truncate_jsonl(run / name, state["step"] if resumed else -1)
+
+    train_tokens = sum(len(t) for _, t in train)
+    log = RunLog(run, cfg.max_steps, state["step"], desc=f"pretrain {run.name}")
+    if state["step"] == 0:
+        log.log(0, {"data/train_examples": len(train), "data/valid_examples": len(valid),
+                    "data/test_examples": len(test), "data/train_target_tokens": train_tokens})
+    model.train()
+    while state["step"] < cfg.max_steps and not state["done"]:
+        step = state["step"]
+        loss = 0.0
+        for k in range(cfg.grad_accum):
+            examples = data.batch_at(train, cfg.batch_size, cfg.seed, step * cfg.grad_accum + k)
+            batch = {key: v.to(device) for key, v in data.collate(examples, pad).items()}
+            micro_loss = model(**batch).loss / cfg.grad_accum
+            micro_loss.backward()
+            loss += float(micro_loss)
+            state["tokens_seen"] += sum(len(t) for _, t in examples)
+        params = [p for p in model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip else math.inf)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step = step + 1
+        log.log(step, {"losses/train": loss, "charts/lr": scheduler.get_last_lr()[0],
+                       "charts/grad_norm": float(grad_norm), "charts/tokens_seen": state["tokens_seen"]})
+        log.bar.update(1)
+        log.bar.set_postfix(loss=f"{loss:.3f}")
+
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            val_loss = mean_nll(model, valid, cfg.batch_size, pad, device, cfg.eval_batches)
+            if val_loss < state["best_loss"]:
+                state.update(best_loss=val_loss, best_step=step, bad_evals=0)
+                models.save(model, tokenizer, run / "generator")
+            else:
+                state["bad_evals"] += 1
+            state["done"] = bool(cfg.patience) and state["bad_evals"] >= cfg.patience
+            log.log(step, {"val/loss": val_loss, "val/ppl": math.exp(val_loss),
+                           "val/best_ppl": math.exp(state["best_loss"]), "val/early_stop": int(state["done"])})
+            texts = sampling.sample(model, tokenizer, sample_prompts, cfg.max_target_tokens, seed=cfg.seed + step)
+            log.write_samples(step, [tokenizer.decode(p, skip_special_tokens=True) for p in sample_prompts], texts)
+            save_checkpoint(ckpt_path, model, optimizer, scheduler, state)
+            log.bar.write(f"step {step}: val loss {val_loss:.4f} (ppl {math.exp(val_loss):.1f}); e.g. {texts[0]!r}")
+    log.close()
+
+    # Test perplexity of the best checkpoint, loaded back as a user would, beside a unigram baseline.
+    best = AutoModelForCausalLM.from_pretrained(str(run / "generator")).to(device)
+    test_loss = mean_nll(best, test, cfg.batch_size, pad, device)
+    summary = {"best_step": state["best_step"], "steps": state["step"], "early_stopped": state["done"],
+               "valid_ppl": math.exp(state["best_loss"]), "test_ppl": math.exp(test_loss),
+               "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
+               "train_examples": len(train), "train_target_tokens": train_tokens,
+               "tokens_seen": state["tokens_seen"], "test_target_tokens": sum(len(t) for _, t in test)}
+    write_json(run / "summary.json", summary)
+    return run

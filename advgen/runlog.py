@@ -1,0 +1,66 @@
+"""Run folder I/O: atomic writes, metrics.jsonl (+ TensorBoard where installed), progress bar."""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop rows logged after `max_step`: a resumed run replays those steps."""
+    if not Path(path).exists():
+        return
+    rows = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.")
+    with os.fdopen(fd, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
+
+
+class RunLog:
+    """Scalars go to metrics.jsonl (one JSON object per step) and TensorBoard; a tqdm bar shows progress."""
+
+    def __init__(self, folder: Path, total_steps: int, initial_step: int = 0, desc: str = ""):
+        self.folder = Path(folder)
+        self.metrics = open(self.folder / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.folder / "tb"), purge_step=initial_step + 1)
+        except ImportError:
+            self.tb = None
+        self.bar = tqdm(total=total_steps, initial=initial_step, desc=desc, dynamic_ncols=True,
+                        disable=os.environ.get("ADVGEN_NO_PROGRESS") == "1")
+
+    def log(self, step: int, scalars: dict) -> None:
+        self.metrics.write(json.dumps({"step": step, **scalars}) + "\n")
+        self.metrics.flush()
+        if self.tb is not None:
+            for key, value in scalars.items():
+                self.tb.add_scalar(key, value, step)
+
+    def write_samples(self, step: int, prompts: list, texts: list) -> None:
+        with open(self.folder / "samples.jsonl", "a") as f:
+            f.writelines(json.dumps({"step": step, "prompt": p, "text": t}) + "\n" for p, t in zip(prompts, texts))
+
+    def close(self) -> None:
+        self.bar.close()
+        self.metrics.close()
+        if self.tb is not None:
+            self.tb.close()

