@@ -42,6 +42,9 @@ def bad_input_exits_2(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """Adversarial text generation for e-commerce: pretrain a generator, then train it against a discriminator."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # advgen draws its own
 
 
 @main.command()

@@ -82,8 +82,8 @@ def mean_nll(model, examples: list, batch_size: int, pad_id: int, device, max_ba
         if max_batches and b >= max_batches:
             break
         batch = {k: v.to(device) for k, v in data.collate(examples[i:i + batch_size], pad_id).items()}
-        n = int((batch["labels"][:, 1:] != data.IGNORE).sum())
-        total += float(model(**batch).loss) * n  # HF averages over non-ignored shifted labels
+        nll, n = models.target_nll(model, batch)
+        total += float(nll)
         count += n
     model.train(was_training)
     return total / count
@@ -160,7 +160,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         for k in range(cfg.grad_accum):
             examples = data.batch_at(train, cfg.batch_size, cfg.seed, step * cfg.grad_accum + k)
             batch = {key: v.to(device) for key, v in data.collate(examples, pad).items()}
-            micro_loss = model(**batch).loss / cfg.grad_accum
+            nll, n = models.target_nll(model, batch)
+            micro_loss = nll / n / cfg.grad_accum  # mean over target tokens
             micro_loss.backward()
             loss += float(micro_loss)
             state["tokens_seen"] += sum(len(t) for _, t in examples)

