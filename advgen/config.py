@@ -44,6 +44,7 @@ class PretrainConfig:
     lora_alpha: int = _opt(16, "LoRA alpha")
     eval_every: int = _opt(200, "validate, sample and checkpoint every N steps")
     eval_batches: int = _opt(20, "validation batches per evaluation (0 = whole split)")
+    test_batches: int = _opt(0, "test batches for the final perplexity in summary.json (0 = whole split)")
     patience: int = _opt(5, "stop after N evaluations without a better validation loss (0 = never)")
     num_samples: int = _opt(8, "samples written to samples.jsonl at each validation")
     seed: int = _opt(0, "seed for initialisation, data order, dropout and sampling")
@@ -73,7 +74,7 @@ def validate(cfg: PretrainConfig) -> None:
             raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if not cfg.lr > 0:
         raise AdvgenError(f"--lr must be positive, got {cfg.lr}")
-    for name in ["warmup_steps", "freeze_layers", "lora_r", "eval_batches", "patience", "num_samples", "weight_decay", "clip"]:
+    for name in ["warmup_steps", "freeze_layers", "lora_r", "eval_batches", "test_batches", "patience", "num_samples", "weight_decay", "clip"]:
         if getattr(cfg, name) < 0:
             raise AdvgenError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:

@@ -9,6 +9,7 @@ A spec is one of:
 """
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -104,8 +105,7 @@ def _source(spec: str, kind: str) -> str:
         if not (path / "config.json").exists():
             raise AdvgenError(f"{path} is not a Hugging Face model folder (no config.json)")
         return str(path)
-    looks_like_hub_id = spec.count("/") <= 1 and not spec.startswith((".", "/", "~")) and spec.strip() == spec and spec
-    if not looks_like_hub_id or ":" in spec:
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", spec):  # not a hub id either
         raise AdvgenError(f"unknown {kind} spec '{spec}': not a folder, a packaged model or a hub id; {_offline_hint(kind)}")
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise AdvgenError(f"{kind} '{spec}' is a hub id but the hub is offline (HF_HUB_OFFLINE); {_offline_hint(kind)}")

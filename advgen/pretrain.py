@@ -194,7 +194,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     # Test perplexity of the best checkpoint, loaded back as a user would, beside a unigram baseline.
     best = AutoModelForCausalLM.from_pretrained(str(run / "generator")).to(device)
-    test_loss = mean_nll(best, test, cfg.batch_size, pad, device)
+    test_loss = mean_nll(best, test, cfg.batch_size, pad, device, cfg.test_batches)
     summary = {"best_step": state["best_step"], "steps": state["step"], "early_stopped": state["done"],
                "valid_ppl": math.exp(state["best_loss"]), "test_ppl": math.exp(test_loss),
                "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
