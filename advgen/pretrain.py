@@ -163,7 +163,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             nll, n = models.target_nll(model, batch)
             micro_loss = nll / n / cfg.grad_accum  # mean over target tokens
             micro_loss.backward()
-            loss += float(micro_loss)
+            loss += micro_loss.item()
             state["tokens_seen"] += sum(len(t) for _, t in examples)
         params = [p for p in model.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip else math.inf)
@@ -199,6 +199,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                "valid_ppl": math.exp(state["best_loss"]), "test_ppl": math.exp(test_loss),
                "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
                "train_examples": len(train), "train_target_tokens": train_tokens,
-               "tokens_seen": state["tokens_seen"], "test_target_tokens": sum(len(t) for _, t in test)}
+               "tokens_seen": state["tokens_seen"], "test_target_tokens": sum(len(t) for _, t in test),
+               "test_batches": cfg.test_batches or "all"}
     write_json(run / "summary.json", summary)
     return run

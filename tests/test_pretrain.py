@@ -1,0 +1,176 @@
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from advgen import models
+from advgen.cli import main
+
+TINY = ["--generator", "scratch:gpt2-tiny", "--batch-size", "8", "--eval-batches", "2", "--num-samples", "2",
+        "--max-target-tokens", "12", "--lr", "3e-3", "--warmup-steps", "2"]
+
+
+def pretrain(*args):
+    result = CliRunner().invoke(main, ["pretrain", *TINY, *map(str, args)])
+    return result
+
+
+def rows(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_pretrain_writes_a_complete_run(tmp_path):
+    run = tmp_path / "run"
+    result = pretrain("--out", run, "--max-steps", 6, "--eval-every", 3)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint", "config.json", "generator", "metrics.jsonl", "samples.jsonl", "summary.json", "tb"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["generator"] == "scratch:gpt2-tiny" and config["field"] == "title" and config["seed"] == 0
+    metrics = rows(run / "metrics.jsonl")
+    assert [r["step"] for r in metrics if "losses/train" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in metrics if "val/loss" in r] == [3, 6]
+    assert metrics[0]["data/train_target_tokens"] > 50_000
+    samples = rows(run / "samples.jsonl")
+    assert [s["step"] for s in samples] == [3, 3, 6, 6] and all(s["prompt"] == "title:" for s in samples)
+    summary = json.loads((run / "summary.json").read_text())
+    assert math.isfinite(summary["test_ppl"]) and summary["test_unigram_ppl"] > 1
+    model = AutoModelForCausalLM.from_pretrained(run / "generator")
+    tok = AutoTokenizer.from_pretrained(run / "generator")
+    assert model.config.n_layer == 2 and len(tok) == 50257
+
+
+def test_training_lowers_validation_loss(tmp_path):
+    result = pretrain("--out", tmp_path / "run", "--max-steps", 30, "--eval-every", 10, "--lr", 1e-2)
+    assert result.exit_code == 0, result.output
+    val = [r["val/loss"] for r in rows(tmp_path / "run" / "metrics.jsonl") if "val/loss" in r]
+    assert val[0] < math.log(50257) - 2  # far below a uniform guess over the vocabulary
+    assert val[-1] < val[0]
+
+
+def test_conditioned_review_and_source_tasks(tmp_path):
+    result = pretrain("--out", tmp_path / "rev", "--field", "review", "--condition", "department,rating",
+                      "--max-steps", 2, "--eval-every", 2)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "rev" / "config.json").read_text())["condition"] == ["department", "rating"]
+    prompt = rows(tmp_path / "rev" / "samples.jsonl")[0]["prompt"]
+    assert prompt.startswith("department: ") and "\nrating: " in prompt and prompt.endswith("\nreview:")
+
+    result = pretrain("--out", tmp_path / "src", "--source", "review", "--field", "class",
+                      "--max-steps", 2, "--eval-every", 2)
+    assert result.exit_code == 0, result.output
+    prompt = rows(tmp_path / "src" / "samples.jsonl")[0]["prompt"]
+    assert prompt.startswith("review: ") and prompt.endswith("\nclass:")
+
+
+def test_user_txt_corpus(tmp_path):
+    corpus = tmp_path / "captions.txt"
+    corpus.write_text("".join(f"a man riding a {w} down street {i} .\n" for i in range(100) for w in ["bike", "horse"]))
+    result = pretrain("--out", tmp_path / "run", "--corpus", corpus, "--max-steps", 2, "--eval-every", 2)
+    assert result.exit_code == 0, result.output
+
+
+def test_freeze_layers_keeps_embeddings_and_first_blocks(tmp_path):
+    result = pretrain("--out", tmp_path / "run", "--max-steps", 3, "--eval-every", 3, "--freeze-layers", 1)
+    assert result.exit_code == 0, result.output
+    init, _ = models.load_generator("scratch:gpt2-tiny", dropout=0.1, seed=0)
+    init = init.state_dict()
+    trained = load_file(tmp_path / "run" / "generator" / "model.safetensors")
+    for name, value in trained.items():
+        frozen = name.startswith(("transformer.wte", "transformer.wpe", "transformer.h.0."))
+        assert torch.equal(value, init[name]) == frozen, name
+
+
+def test_lora_run_saves_merged_weights(tmp_path):
+    result = pretrain("--out", tmp_path / "run", "--max-steps", 3, "--eval-every", 3, "--lora-r", 4)
+    assert result.exit_code == 0, result.output
+    trained = load_file(tmp_path / "run" / "generator" / "model.safetensors")
+    assert not any("lora" in name for name in trained)
+    init, _ = models.load_generator("scratch:gpt2-tiny", dropout=0.1, seed=0)
+    init = init.state_dict()
+    assert torch.equal(trained["transformer.wte.weight"], init["transformer.wte.weight"])
+    assert not torch.equal(trained["transformer.h.1.attn.c_attn.weight"], init["transformer.h.1.attn.c_attn.weight"])
+    AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "generator")
+
+
+def _cli(out, *extra):
+    return [sys.executable, "-m", "advgen", "pretrain", *TINY, "--out", str(out), "--max-steps", "12",
+            "--eval-every", "2", *extra]
+
+
+def test_resume_after_kill_reaches_the_same_weights(tmp_path):
+    """Kill a run with SIGKILL after a checkpoint, resume it, and compare with an uninterrupted run."""
+    subprocess.run(_cli(tmp_path / "full"), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_cli(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and any(r.get("val/loss") and r["step"] >= 4 for r in rows(metrics)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(r["step"] for r in rows(metrics))
+    assert killed_at < 12, "the run finished before it could be killed"
+
+    subprocess.run(_cli(tmp_path / "killed", "--resume"), check=True, capture_output=True)
+    full = torch.load(tmp_path / "full" / "checkpoint" / "state.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)
+    assert full["step"] == resumed["step"] == 12
+    for name, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+    assert rows(tmp_path / "full" / "metrics.jsonl") == rows(tmp_path / "killed" / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    (None, ["--corpus", "{tmp}/missing.txt"], "corpus not found"),
+    (b"", ["--corpus", "{tmp}/c.txt"], "is empty"),
+    (b"\xff\xfe dress\n", ["--corpus", "{tmp}/c.txt"], "not UTF-8"),
+    (None, ["--field", "headline"], "no field column 'headline'"),
+    (None, ["--field", "review", "--condition", "colour"], "no condition column 'colour'"),
+    (None, ["--generator", "scratch:gpt9"], "unknown generator spec"),
+    (None, ["--generator", "gpt2"], "hub is offline"),
+    (None, ["--batch-size", "0"], "--batch-size must be positive"),
+    (None, ["--batch-size", "-4"], "--batch-size must be positive"),
+    (None, ["--lr", "0"], "--lr must be positive"),
+    (None, ["--lr", "-1e-3"], "--lr must be positive"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_run_folder(tmp_path, setup, args, message):
+    if setup is not None:
+        (tmp_path / "c.txt").write_bytes(setup)
+    result = pretrain("--out", tmp_path / "run", "--max-steps", 2, *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_folder_is_left_alone(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("keep me")
+    result = pretrain("--out", tmp_path / "run", "--max-steps", 2)
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    assert (tmp_path / "run" / "notes.txt").read_text() == "keep me"
+
+
+def test_packaged_smollm2_fine_tunes_offline(tmp_path):
+    result = CliRunner().invoke(main, ["pretrain", "--generator", "smollm2-135m", "--max-steps", "5",
+                                       "--batch-size", "2", "--eval-every", "5", "--eval-batches", "1",
+                                       "--test-batches", "1", "--num-samples", "1", "--max-target-tokens", "12",
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "generator")
+    assert model.config.model_type == "llama" and model.config.vocab_size == 49152
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    losses = [r["losses/train"] for r in rows(tmp_path / "run" / "metrics.jsonl") if "losses/train" in r]
+    assert len(losses) == 5 and all(math.isfinite(x) for x in losses)
