@@ -55,7 +55,7 @@ PRETRAIN_PRESETS = {
     # A small GPT-2 trained from scratch on product titles: the CPU quickstart (about 2 minutes).
     "quick": dict(generator="scratch:gpt2-mini", discriminator="minilm-l6", field="title",
                   batch_size=32, lr=2e-3, warmup_steps=30, max_steps=300, max_target_tokens=24,
-                  eval_every=100, eval_batches=10, patience=3, dropout=0.1),
+                  eval_every=100, eval_batches=10, patience=3, dropout=0.1, num_samples=10),
     # Fine-tuning the packaged pretrained SmolLM2-135M on reviews conditioned on attributes.
     "smollm2": dict(generator="smollm2-135m", discriminator="minilm-l6", field="review",
                     condition=["department", "rating"], batch_size=8, grad_accum=4, lr=5e-5,

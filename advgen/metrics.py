@@ -10,3 +10,8 @@ def unigram_perplexity(train: list, test: list, vocab_size: int) -> float:
     total = sum(counts.values()) + vocab_size
     nll = -sum(math.log((counts[t] + 1) / total) for seq in test for t in seq)
     return math.exp(nll / sum(len(seq) for seq in test))
+
+
+def perplexity(nll: float) -> float:
+    """exp(mean NLL in nats), infinite instead of overflowing for a diverged model."""
+    return math.exp(nll) if nll < 700 else math.inf

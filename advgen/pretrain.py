@@ -7,6 +7,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -115,6 +116,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    started = time.time()
     run = Path(cfg.out)
     ckpt_path = run / "checkpoint" / "state.pt"
     if resume:
@@ -184,22 +186,22 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             else:
                 state["bad_evals"] += 1
             state["done"] = bool(cfg.patience) and state["bad_evals"] >= cfg.patience
-            log.log(step, {"val/loss": val_loss, "val/ppl": math.exp(val_loss),
-                           "val/best_ppl": math.exp(state["best_loss"]), "val/early_stop": int(state["done"])})
+            log.log(step, {"val/loss": val_loss, "val/ppl": metrics.perplexity(val_loss),
+                           "val/best_ppl": metrics.perplexity(state["best_loss"]), "val/early_stop": int(state["done"])})
             texts = sampling.sample(model, tokenizer, sample_prompts, cfg.max_target_tokens, seed=cfg.seed + step)
             log.write_samples(step, [tokenizer.decode(p, skip_special_tokens=True) for p in sample_prompts], texts)
             save_checkpoint(ckpt_path, model, optimizer, scheduler, state)
-            log.bar.write(f"step {step}: val loss {val_loss:.4f} (ppl {math.exp(val_loss):.1f}); e.g. {texts[0]!r}")
+            log.bar.write(f"step {step}: val loss {val_loss:.4f} (ppl {metrics.perplexity(val_loss):.1f}); e.g. {texts[0]!r}")
     log.close()
 
     # Test perplexity of the best checkpoint, loaded back as a user would, beside a unigram baseline.
     best = AutoModelForCausalLM.from_pretrained(str(run / "generator")).to(device)
     test_loss = mean_nll(best, test, cfg.batch_size, pad, device, cfg.test_batches)
     summary = {"best_step": state["best_step"], "steps": state["step"], "early_stopped": state["done"],
-               "valid_ppl": math.exp(state["best_loss"]), "test_ppl": math.exp(test_loss),
+               "valid_ppl": metrics.perplexity(state["best_loss"]), "test_ppl": metrics.perplexity(test_loss),
                "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
                "train_examples": len(train), "train_target_tokens": train_tokens,
                "tokens_seen": state["tokens_seen"], "test_target_tokens": sum(len(t) for _, t in test),
-               "test_batches": cfg.test_batches or "all"}
+               "test_batches": cfg.test_batches or "all", "wall_seconds": round(time.time() - started, 1)}
     write_json(run / "summary.json", summary)
     return run

@@ -174,3 +174,17 @@ def test_packaged_smollm2_fine_tunes_offline(tmp_path):
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
     losses = [r["losses/train"] for r in rows(tmp_path / "run" / "metrics.jsonl") if "losses/train" in r]
     assert len(losses) == 5 and all(math.isfinite(x) for x in losses)
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path):
+    # A learning rate this large makes the loss climb after the first evaluation.
+    result = pretrain("--out", tmp_path / "run", "--max-steps", 40, "--eval-every", 2, "--patience", 2,
+                      "--lr", 3.0, "--warmup-steps", 0)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    val = [(r["step"], r["val/loss"]) for r in rows(tmp_path / "run" / "metrics.jsonl") if "val/loss" in r]
+    assert summary["early_stopped"] and summary["steps"] < 40
+    best_step, best_loss = min(val, key=lambda x: x[1])
+    assert summary["best_step"] == best_step
+    assert summary["valid_ppl"] == pytest.approx(math.exp(best_loss))
+    assert [s for s, _ in val][-1] - best_step == 2 * 2  # stopped after `patience` worse evaluations
