@@ -1,12 +1,13 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="advgen",
     version="0.1.0",
     description="GAN-style adversarial text generation for e-commerce (GPT-2 generator, BERT discriminator)",
-    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description=Path(__file__).with_name("README.md").read_text(),
     long_description_content_type="text/markdown",
-    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["advgen", "advgen.*"]),
     package_data={"advgen": ["data/*.jsonl.gz", "data/*.md"]},
