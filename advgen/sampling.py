@@ -1,29 +1,347 @@
-"""Sampling from the generator.
+"""Batched sampling in pure torch: a preallocated KV cache, left-padded prefill, a static decode loop.
 
-For now this drives HF `generate` over left-padded prompts; the batched pure-torch kernels of
-issue #3 replace its inside and keep its signature.
+The pieces, each a small function (gpt-fast style):
+
+    logits --sampling_weights--> filtered probabilities over candidates --draw--> token, log-probs
+    prompts --prefill--> cache + first logits --decode_step (x N)--> tokens, mask, log-probs
+
+The forward runs the HF model's own modules (embeddings, norms, projections, MLPs, so LoRA layers
+and any HF weight layout work unchanged) around advgen's attention over a cache indexed by position.
+GPT-2 and Llama-family models (Llama, Mistral, Qwen2; SmolLM2 is a Llama) are supported.
+
+Sampling controls follow HF `generate`'s definitions and order: repetition penalty, temperature,
+top-k, top-p, min-p. Each may be a scalar or a per-row tensor, so one batch can sweep temperatures.
+Top-p never sorts the vocabulary: the nucleus threshold is found by a three-pass radix select over
+the probabilities' float bits, which gives the exact nucleus of HF's sorted-cumsum definition.
+A draw is one uniform number per row, inverted through the cumulative sum of the kept
+probabilities. Nothing inside the decode loop reads a value back to the host on CUDA.
 """
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
+
+LLAMA_FAMILY = ("llama", "mistral", "qwen2")
+_SORT_BELOW = 4096  # candidate sets smaller than this find the nucleus by sorting; larger ones by radix select
+
+
+class Samples(NamedTuple):
+    tokens: torch.Tensor          # (B, N) generated ids; pad after a row's EOS
+    mask: torch.Tensor            # (B, N) True on generated tokens, EOS included
+    logprobs: torch.Tensor        # (B, N) log-prob of each token under the sampling distribution (0 where masked)
+    model_logprobs: torch.Tensor  # (B, N) log-prob under the model itself at temperature 1 (0 where masked)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling controls: logits -> filtered distribution -> one draw
+
+
+def per_row(value, batch: int, device, dtype=torch.float32) -> torch.Tensor:
+    """A scalar or a (B,) sequence/tensor -> a (B, 1) tensor."""
+    t = torch.as_tensor(value, dtype=dtype, device=device)
+    return t.expand(batch).reshape(batch, 1) if t.dim() == 0 else t.reshape(batch, 1)
+
+
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """HF's repetition penalty: logits of tokens already present are divided by the penalty when
+    positive and multiplied by it when negative. seen: (B, V) bool."""
+    penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def nucleus_keep(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """(B, C) probabilities -> bool mask of the top-p nucleus: the fewest most-probable tokens whose
+    mass reaches top_p, exactly as HF's sorted cumulative sum defines it (a token is kept when the
+    mass strictly above it is below top_p). Rows with top_p >= 1 keep everything.
+
+    Small candidate sets are sorted. Large ones use a radix select: non-negative float32 values
+    order like their int32 bit patterns, so the threshold T = max{t : mass(bits >= t) >= top_p} is
+    found digit by digit (11, 10, 10 bits) from mass histograms, three passes over the row."""
+    if probs.shape[-1] < _SORT_BELOW:
+        desc, order = probs.sort(dim=-1, descending=True)
+        above = desc.cumsum(-1) - desc  # mass strictly above each token
+        keep_sorted = above < top_p
+        return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted) | (top_p >= 1)
+    bits = probs.view(torch.int32)
+    prefix = torch.zeros_like(top_p, dtype=torch.int32)  # the digits of T chosen so far
+    mass_above = torch.zeros_like(top_p)                 # mass of tokens whose chosen digits exceed the prefix
+    shift = 31
+    for width in (11, 10, 10):
+        shift -= width
+        digit = (bits >> shift) & ((1 << width) - 1)
+        in_bucket = (bits >> (shift + width)) == prefix
+        hist = torch.zeros(probs.shape[0], 1 << width, device=probs.device)
+        hist.scatter_add_(1, digit.long(), torch.where(in_bucket, probs, 0.0))
+        at_or_above = hist.flip(-1).cumsum(-1).flip(-1) + mass_above  # mass(bits >= d) for each digit d
+        d = ((at_or_above >= top_p).sum(-1, keepdim=True) - 1).clamp(min=0)
+        mass_above = (at_or_above - hist).gather(1, d)  # mass(bits >= d + 1)
+        prefix = (prefix << width) | d.int()
+    return (bits >= prefix) | (top_p >= 1)
+
+
+def sampling_weights(logits: torch.Tensor, temperature, top_k: int = 0, top_p=None, min_p=None,
+                     k_per_row=None):
+    """(B, V) float logits -> (weights, ids): unnormalised probabilities of the filtered sampling
+    distribution over candidate tokens, zero where filtered out. With top-k, candidates are the
+    top-k tokens (B, k) and `ids` maps them back to the vocabulary; without, ids is None and the
+    candidates are the whole vocabulary in order.
+
+    temperature: (B, 1) > 0. top_k: the largest k of the batch as a host int (0: off);
+    k_per_row: (B, 1) per-row k <= top_k, or None when every row uses top_k. top_p, min_p: (B, 1) or None."""
+    z = logits / temperature
+    ids = None
+    if top_k:
+        z, ids = z.topk(top_k, dim=-1)  # sorted descending
+        if k_per_row is not None:
+            rank = torch.arange(top_k, device=z.device)
+            z = z.masked_fill(rank >= k_per_row, float("-inf"))
+    probs = torch.softmax(z, dim=-1)
+    keep = None
+    if top_p is not None:
+        keep = nucleus_keep(probs, top_p)
+    if min_p is not None:  # applied after top-p, as HF does; renormalisation does not change the ratio to the max
+        above_min = probs >= min_p * probs.amax(-1, keepdim=True)
+        keep = above_min if keep is None else keep & above_min
+    return (probs if keep is None else torch.where(keep, probs, 0.0)), ids
+
+
+def draw(weights: torch.Tensor, ids, uniform: torch.Tensor):
+    """Inverse-CDF draw from unnormalised weights (B, C) with one uniform in [0, 1) per row (B, 1).
+    Returns token ids (B,) and their log-probability under the normalised weights (B,)."""
+    cdf = weights.cumsum(-1)
+    total = cdf[:, -1:]
+    j = torch.searchsorted(cdf, uniform * total, right=True).clamp(max=weights.shape[-1] - 1)
+    w = weights.gather(1, j)
+    # float rounding can land on a zero-weight token past the last kept one: take the most probable then
+    j = torch.where(w > 0, j, weights.argmax(-1, keepdim=True))
+    logprob = (weights.gather(1, j).log() - total.log()).squeeze(1)
+    token = j if ids is None else ids.gather(1, j)
+    return token.squeeze(1), logprob
+
+
+# ----------------------------------------------------------------------------------------------
+# The forward over a preallocated KV cache
+
+
+def _unwrap(model):
+    """A peft model's underlying HF model (its LoRA layers stay in place and are used)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _check_supported(model) -> str:
+    kind = model.config.model_type
+    if kind != "gpt2" and kind not in LLAMA_FAMILY:
+        raise ValueError(f"advgen's sampler supports gpt2 and {', '.join(LLAMA_FAMILY)} models, not {kind!r}")
+    if kind == "gpt2" and model.config.reorder_and_upcast_attn:
+        raise ValueError("advgen's sampler does not support GPT-2's reorder_and_upcast_attn")
+    return kind
+
+
+def new_cache(model, batch: int, length: int) -> torch.Tensor:
+    """Zeros (layers, 2, B, kv_heads, length, head_dim) in the model's dtype and device."""
+    cfg = model.config
+    p = next(model.parameters())
+    if cfg.model_type == "gpt2":
+        layers, heads, head_dim = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
+    else:
+        layers, heads = cfg.num_hidden_layers, cfg.num_key_value_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return torch.zeros(layers, 2, batch, heads, length, head_dim, dtype=p.dtype, device=p.device)
+
+
+def _attend(q, k, v, layer_cache, slots, allowed, scale):
+    """Write k, v (B, H_kv, T, D) into the cache at `slots` (T,), attend q (B, H, T, D) over the whole
+    cache under `allowed` (B, 1, T, S). Returns (B, T, H * D)."""
+    layer_cache[0].index_copy_(2, slots, k)
+    layer_cache[1].index_copy_(2, slots, v)
+    out = F.scaled_dot_product_attention(q, layer_cache[0], layer_cache[1], attn_mask=allowed, scale=scale,
+                                         enable_gqa=q.shape[1] != k.shape[1])
+    return out.transpose(1, 2).flatten(2)
+
+
+def _heads(x, head_dim):
+    return x.unflatten(-1, (-1, head_dim)).transpose(1, 2)  # (B, T, H*D) -> (B, H, T, D)
+
+
+def _gpt2_hidden(model, cache, ids, positions, slots, allowed):
+    t = model.transformer
+    x = t.wte(ids) + t.wpe(positions)
+    for block, layer_cache in zip(t.h, cache):
+        a = block.attn
+        q, k, v = a.c_attn(block.ln_1(x)).split(a.embed_dim, dim=2)
+        o = _attend(_heads(q, a.head_dim), _heads(k, a.head_dim), _heads(v, a.head_dim), layer_cache, slots,
+                    allowed, a.scaling)
+        x = x + a.c_proj(o)
+        x = x + block.mlp(block.ln_2(x))
+    return t.ln_f(x)
+
+
+def _llama_hidden(model, cache, ids, positions, slots, allowed):
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    base = model.model
+    x = base.embed_tokens(ids)
+    cos, sin = base.rotary_emb(x, positions)
+    for layer, layer_cache in zip(base.layers, cache):
+        a = layer.self_attn
+        h = layer.input_layernorm(x)
+        q, k = apply_rotary_pos_emb(_heads(a.q_proj(h), a.head_dim), _heads(a.k_proj(h), a.head_dim), cos, sin)
+        o = _attend(q, k, _heads(a.v_proj(h), a.head_dim), layer_cache, slots, allowed, a.scaling)
+        x = x + a.o_proj(o)
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return base.norm(x)
+
+
+def forward_last(model, cache, ids, positions, slots, key_valid):
+    """Run ids (B, T) at cache slots (T,) with position ids (B, T); return float32 logits of the last
+    position (B, V). key_valid (B, S) marks the cache slots that hold real tokens."""
+    S = cache.shape[4]
+    causal = torch.arange(S, device=ids.device) <= slots[:, None]                  # (T, S)
+    allowed = (key_valid[:, None, :] & causal) | (torch.arange(S, device=ids.device) == slots[:, None])
+    hidden = _gpt2_hidden if model.config.model_type == "gpt2" else _llama_hidden
+    h = hidden(model, cache, ids, positions, slots, allowed[:, None])
+    return model.lm_head(h[:, -1]).float()
+
+
+# ----------------------------------------------------------------------------------------------
+# The decode loop
+
+
+def left_pad(prompts: list, pad_id: int, device):
+    """Token-id lists -> left-padded ids (B, P) and a bool mask of the real tokens."""
+    P = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (P - len(p)) + list(p) for p in prompts], device=device)
+    valid = torch.tensor([[False] * (P - len(p)) + [True] * len(p) for p in prompts], device=device)
+    return ids, valid
+
+
+def _controls(batch, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty):
+    """Scalars or per-row values -> (B, 1) tensors, plus the host-side switches that fix the loop's shape."""
+    temp = per_row(temperature, batch, device)
+    k = per_row(top_k, batch, device, torch.long).clamp(min=0)
+    k = torch.where((k == 0) | (k > vocab), vocab, k)
+    p = per_row(top_p, batch, device)
+    mp = per_row(min_p, batch, device)
+    pen = per_row(repetition_penalty, batch, device)
+    if (temp < 0).any() or (p <= 0).any() or (p > 1).any() or (mp < 0).any() or (mp > 1).any() or (pen <= 0).any():
+        raise ValueError("need temperature >= 0, 0 < top_p <= 1, 0 <= min_p <= 1, repetition_penalty > 0")
+    k_max = int(k.max())
+    return {
+        "greedy": temp == 0,
+        "any_greedy": bool((temp == 0).any()), "all_greedy": bool((temp == 0).all()),
+        "temperature": torch.where(temp == 0, 1.0, temp),
+        "top_k": 0 if bool((k == vocab).all()) else k_max,
+        "k_per_row": None if bool((k == k_max).all()) else k,
+        "top_p": p if bool((p < 1).any()) else None,
+        "min_p": mp if bool((mp > 0).any()) else None,
+        "penalty": pen if bool((pen != 1).any()) else None,
+    }
+
+
+def _pick(logits, seen, uniform, c):
+    """One step's choice: (token (B,), log-prob under the sampling distribution, under the model at T=1)."""
+    model_logprob_all = logits - logits.logsumexp(-1, keepdim=True)
+    scores = logits if c["penalty"] is None else penalize_repeats(logits, seen, c["penalty"])
+    if c["all_greedy"]:
+        token, logprob = scores.argmax(-1), torch.zeros(logits.shape[0], device=logits.device)
+    else:
+        weights, ids = sampling_weights(scores, c["temperature"], c["top_k"], c["top_p"], c["min_p"], c["k_per_row"])
+        token, logprob = draw(weights, ids, uniform)
+        if c["any_greedy"]:
+            g = c["greedy"].squeeze(1)
+            token, logprob = torch.where(g, scores.argmax(-1), token), logprob.masked_fill(g, 0.0)
+    return token, logprob, model_logprob_all.gather(1, token[:, None]).squeeze(1)
 
 
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list, max_new_tokens: int, temperature: float = 1.0,
-           top_p: float = 1.0, seed: int = 0) -> list:
-    """Prompts (lists of token ids) -> decoded continuations, cut at EOS.
+def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+             repetition_penalty=1.0, eos_id=None, pad_id: int = 0, seed: int = 0, compile: bool = False) -> Samples:
+    """Sample continuations of token-id prompts (lists of different lengths) in one batch.
 
-    Runs under its own seed inside `fork_rng`, so it never perturbs the training RNG stream.
-    """
+    Controls are scalars or per-row sequences/tensors of length B. temperature 0 is greedy for that row;
+    top_k 0 and top_p 1 and min_p 0 and repetition_penalty 1 are off. Rows stop at eos_id (None: never)
+    and are masked, not removed. The draws come from a torch.Generator seeded with `seed`, so the global
+    RNG is untouched and the same seed gives the same samples. compile=True compiles the decode step
+    (on CUDA with CUDA graphs, mode "reduce-overhead")."""
+    model = _unwrap(model)
+    _check_supported(model)
     device = next(model.parameters()).device
-    T = max(len(p) for p in prompts)
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=device)  # (B, T) left-padded
-    mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
+    B, P, N = len(prompts), max(len(p) for p in prompts), max_new_tokens
+    if min(len(p) for p in prompts) == 0 or N < 1:
+        raise ValueError("every prompt needs at least one token and max_new_tokens must be >= 1")
+    vocab = model.config.vocab_size
+    c = _controls(B, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty)
+
+    ids, valid = left_pad(prompts, pad_id, device)
+    positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # the first real token is position 0, as in HF
+    key_valid = torch.cat([valid, torch.ones(B, N, dtype=torch.bool, device=device)], dim=1)
+    cache = new_cache(model, B, P + N)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    uniforms = torch.rand(N, B, 1, generator=gen, device=device)
+    seen = None
+    if c["penalty"] is not None:
+        seen = torch.zeros(B, vocab, dtype=torch.bool, device=device).scatter_(1, ids, valid)
+
     was_training = model.training
     model.eval()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature,
-                             top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-    model.train(was_training)
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, T:]]
+    step = torch.compile(_decode_step, mode="reduce-overhead" if device.type == "cuda" else None) if compile \
+        else _decode_step
+    try:
+        logits = forward_last(model, cache, ids, positions, torch.arange(P, device=device), key_valid)
+        next_position = positions[:, -1:] + 1
+        out = [torch.zeros(B, N, dtype=dt, device=device) for dt in (torch.long, torch.bool, torch.float, torch.float)]
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        for t in range(N):
+            token, logprob, model_logprob = _pick(logits, seen, uniforms[t], c)
+            live = ~done
+            token = token.masked_fill(done, pad_id)
+            for o, v in zip(out, (token, live, logprob * live, model_logprob * live)):
+                o[:, t] = v
+            if eos_id is not None:
+                done = done | (token == eos_id)
+            if seen is not None:
+                seen.scatter_(1, token[:, None], True)
+            if t == N - 1 or (device.type == "cpu" and bool(done.all())):  # on CPU the check costs no sync
+                break
+            slot = torch.tensor([P + t], device=device)
+            logits = step(model, cache, token, next_position + t, slot, key_valid)
+    finally:
+        model.train(was_training)
+    return Samples(*out)
+
+
+def _decode_step(model, cache, token, position, slot, key_valid):
+    return forward_last(model, cache, token[:, None], position, slot, key_valid)
+
+
+# ----------------------------------------------------------------------------------------------
+# Convenience wrappers
+
+
+def sample(model, tokenizer, prompts: list, max_new_tokens: int, temperature: float = 1.0,
+           top_p: float = 1.0, seed: int = 0) -> list:
+    """Prompts (lists of token ids) -> decoded continuations, cut at EOS."""
+    s = generate(model, prompts, max_new_tokens, temperature=temperature, top_p=top_p,
+                 eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id, seed=seed)
+    return decode(tokenizer, s)
+
+
+def decode(tokenizer, samples: Samples) -> list:
+    """Generated ids -> texts, without EOS and padding."""
+    return [tokenizer.decode([t for t, m in zip(row, keep) if m], skip_special_tokens=True).strip()
+            for row, keep in zip(samples.tokens.tolist(), samples.mask.tolist())]
+
+
+def teacher_forced_logprobs(model, prompts: list, samples: Samples, pad_id: int = 0) -> torch.Tensor:
+    """Log-probabilities (B, N) of the sampled tokens under the model's full forward over prompt +
+    sample, at temperature 1, with gradient when enabled; 0 where samples.mask is False. This is the
+    policy's log-likelihood that policy gradients differentiate."""
+    B, N = samples.tokens.shape
+    ids, valid = left_pad(prompts, pad_id, samples.tokens.device)
+    P = ids.shape[1]
+    ids = torch.cat([ids, samples.tokens], dim=1)
+    attention = torch.cat([valid, samples.mask], dim=1).long()
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits[:, P - 1:-1].float()
+    logp = logits.log_softmax(-1).gather(2, samples.tokens[:, :, None]).squeeze(2)
+    return logp * samples.mask
