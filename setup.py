@@ -30,7 +30,7 @@ setup(
         # they do not need): `make install` does it, or see README.md.
         "tensorboard": ["tensorboard"],
         "rebuild-data": ["pyarrow"],
-        "test": ["pytest"],
+        "test": ["pytest", "scipy"],
     },
     entry_points={"console_scripts": ["advgen=advgen.cli:main"]},
 )

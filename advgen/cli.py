@@ -63,5 +63,29 @@ def pretrain(preset, resume, **flags):
     click.echo((run / "summary.json").read_text().strip())
 
 
+@main.command()
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--n", type=int, default=1000, show_default=True, help="number of texts")
+@click.option("--out", type=click.Path(path_type=str), required=True, help="JSONL file to write")
+@click.option("--condition", default=None, help="fixed condition values, e.g. department=Dresses,rating=5; "
+              "unset condition fields are drawn from the test split")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="0 is greedy")
+@click.option("--top-k", type=int, default=0, show_default=True, help="0 is off")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="1 is off")
+@click.option("--min-p", type=float, default=0.0, show_default=True, help="0 is off")
+@click.option("--repetition-penalty", type=float, default=1.0, show_default=True, help="1 is off")
+@click.option("--max-new-tokens", type=int, default=None, help="[default: the run's --max-target-tokens]")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--compile", "compile_", is_flag=True, help="compile the decode step (CUDA graphs on GPU)")
+@bad_input_exits_2
+def sample(run, compile_, **kwargs):
+    """Sample texts from a run's generator with advgen's batched sampler."""
+    from advgen.sampling import sample_run
+
+    click.echo(f"wrote {sample_run(run, compile=compile_, **kwargs)}")
+
+
 if __name__ == "__main__":
     main()

@@ -146,3 +146,17 @@ def batch_at(examples: list, batch_size: int, seed: int, index: int) -> list:
     epoch, i = divmod(index, per_epoch)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     return [examples[j] for j in order[i * batch_size:(i + 1) * batch_size].tolist()]
+
+
+def load_splits(cfg) -> dict:
+    """Corpus -> {'train', 'valid', 'test'} record lists, split by group so no product spans two splits."""
+    records = select(load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source)
+    group = cfg.split_by or default_group(records, cfg.field)
+    if group not in records[0]:
+        raise AdvgenError(f"--split-by: corpus has no column '{group}'")
+    splits = {name: split(records, name, group) for name in SPLITS}
+    for name, rows in splits.items():
+        if not rows:
+            raise AdvgenError(f"the {name} split is empty ({len(records)} usable rows grouped by '{group}'); "
+                              "use a larger corpus or another --split-by")
+    return splits

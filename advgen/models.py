@@ -206,3 +206,15 @@ def target_nll(model, batch: dict):
     logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()   # (N, V)
     targets = batch["labels"][:, 1:][keep]                                 # (N,)
     return torch.nn.functional.cross_entropy(logits, targets, reduction="sum"), targets.numel()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AdvgenError(f"unknown device '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AdvgenError(f"device '{name}' requested but CUDA is not available")
+    return device

@@ -19,32 +19,6 @@ from advgen.config import AdvgenError, PretrainConfig
 from advgen.runlog import RunLog, truncate_jsonl, write_json
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise AdvgenError(f"unknown device '{name}'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AdvgenError(f"device '{name}' requested but CUDA is not available")
-    return device
-
-
-def load_splits(cfg: PretrainConfig) -> dict:
-    """Corpus -> {'train', 'valid', 'test'} record lists, split by group so no product spans two splits."""
-    records = data.select(data.load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source)
-    group = cfg.split_by or data.default_group(records, cfg.field)
-    if group not in records[0]:
-        raise AdvgenError(f"--split-by: corpus has no column '{group}'")
-    splits = {name: data.split(records, name, group) for name in data.SPLITS}
-    for name, rows in splits.items():
-        if not rows:
-            raise AdvgenError(f"the {name} split is empty ({len(records)} usable rows grouped by '{group}'); "
-                              "use a larger corpus or another --split-by")
-    return splits
-
-
 def make_trainable(model, cfg: PretrainConfig):
     """Freeze the embeddings and the first `freeze_layers` blocks, or wrap the model with LoRA."""
     if cfg.freeze_layers:
@@ -126,10 +100,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     elif run.exists() and any(run.iterdir()):
         raise AdvgenError(f"run folder {run} already exists: pass --resume to continue it, or another --out")
     config.validate(cfg)
-    device = resolve_device(cfg.device)
+    device = models.resolve_device(cfg.device)
 
     # Everything that can fail on bad input happens before the run folder is created.
-    splits = load_splits(cfg)
+    splits = data.load_splits(cfg)
     model, tokenizer = models.load_generator(cfg.generator, cfg.dropout, cfg.seed)
     train, valid, test = (data.encode(tokenizer, splits[name], cfg) for name in ("train", "valid", "test"))
     pad = tokenizer.pad_token_id

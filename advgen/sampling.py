@@ -16,12 +16,19 @@ the probabilities' float bits, which gives the exact nucleus of HF's sorted-cums
 A draw is one uniform number per row, inverted through the cumulative sum of the kept
 probabilities. Nothing inside the decode loop reads a value back to the host on CUDA.
 """
+import json
+import os
+import random
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from advgen.config import AdvgenError
+
 LLAMA_FAMILY = ("llama", "mistral", "qwen2")
+_ONE_BITS = 0x3F800000  # the float32 bit pattern of 1.0
 _SORT_BELOW = 4096  # candidate sets smaller than this find the nucleus by sorting; larger ones by radix select
 
 
@@ -49,60 +56,60 @@ def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Te
     return torch.where(seen, penalized, logits)
 
 
-def nucleus_keep(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """(B, C) probabilities -> bool mask of the top-p nucleus: the fewest most-probable tokens whose
-    mass reaches top_p, exactly as HF's sorted cumulative sum defines it (a token is kept when the
-    mass strictly above it is below top_p). Rows with top_p >= 1 keep everything.
+def nucleus_keep(weights: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """(B, C) weights in [0, 1] (probabilities, normalised or not) -> bool mask of the top-p nucleus,
+    exactly as HF's TopPLogitsWarper defines it: sorted ascending, a token is removed while the mass at
+    or below it is at most (1 - top_p) of the total. Rows with top_p >= 1 keep everything.
 
-    Small candidate sets are sorted. Large ones use a radix select: non-negative float32 values
-    order like their int32 bit patterns, so the threshold T = max{t : mass(bits >= t) >= top_p} is
-    found digit by digit (11, 10, 10 bits) from mass histograms, three passes over the row."""
-    if probs.shape[-1] < _SORT_BELOW:
-        desc, order = probs.sort(dim=-1, descending=True)
-        above = desc.cumsum(-1) - desc  # mass strictly above each token
-        keep_sorted = above < top_p
+    Small candidate sets are sorted. Large ones never are: non-negative float32 values order like their
+    int32 bit patterns, so a two-pass radix select finds the threshold from mass histograms, first over
+    the high 16 bits, then over the low 15 bits of the one bucket the boundary falls in."""
+    if weights.shape[-1] < _SORT_BELOW:
+        asc, order = weights.sort(dim=-1)
+        keep_sorted = asc.cumsum(-1) > (1 - top_p) * asc.sum(-1, keepdim=True)
         return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted) | (top_p >= 1)
-    bits = probs.view(torch.int32)
-    prefix = torch.zeros_like(top_p, dtype=torch.int32)  # the digits of T chosen so far
-    mass_above = torch.zeros_like(top_p)                 # mass of tokens whose chosen digits exceed the prefix
-    shift = 31
-    for width in (11, 10, 10):
-        shift -= width
-        digit = (bits >> shift) & ((1 << width) - 1)
-        in_bucket = (bits >> (shift + width)) == prefix
-        hist = torch.zeros(probs.shape[0], 1 << width, device=probs.device)
-        hist.scatter_add_(1, digit.long(), torch.where(in_bucket, probs, 0.0))
-        at_or_above = hist.flip(-1).cumsum(-1).flip(-1) + mass_above  # mass(bits >= d) for each digit d
-        d = ((at_or_above >= top_p).sum(-1, keepdim=True) - 1).clamp(min=0)
-        mass_above = (at_or_above - hist).gather(1, d)  # mass(bits >= d + 1)
-        prefix = (prefix << width) | d.int()
-    return (bits >= prefix) | (top_p >= 1)
+    bits = weights.contiguous().view(torch.int32)
+    buckets = (_ONE_BITS >> 15) + 1  # weights <= 1.0 use only the high-bits buckets up to 1.0's
+    hist = torch.zeros(weights.shape[0], buckets, device=weights.device, dtype=weights.dtype)
+    cdf = hist.scatter_add_(1, (bits >> 15).long(), weights).cumsum(-1)  # mass at or below each high-bits bucket
+    cut = (1 - top_p) * cdf[:, -1:]
+    low = torch.searchsorted(cdf, cut, right=True).clamp(max=buckets - 1).int() << 15  # the boundary bucket
+    # Low 15 bits inside the boundary bucket; slot 0 gathers the mass below it, the last slot the mass above.
+    slot = (bits - (low - 1)).clamp_(0, (1 << 15) + 1).long()
+    hist = torch.zeros(weights.shape[0], (1 << 15) + 2, device=weights.device, dtype=weights.dtype)
+    cdf = hist.scatter_add_(1, slot, weights).cumsum(-1)
+    threshold = low - 1 + torch.searchsorted(cdf, cut, right=True, out_int32=True)
+    return (bits >= threshold) | (top_p >= 1)
 
 
 def sampling_weights(logits: torch.Tensor, temperature, top_k: int = 0, top_p=None, min_p=None,
                      k_per_row=None):
-    """(B, V) float logits -> (weights, ids): unnormalised probabilities of the filtered sampling
-    distribution over candidate tokens, zero where filtered out. With top-k, candidates are the
-    top-k tokens (B, k) and `ids` maps them back to the vocabulary; without, ids is None and the
-    candidates are the whole vocabulary in order.
+    """(B, V) float logits -> (weights, ids): unnormalised probabilities (the most probable candidate
+    has weight 1) of the filtered sampling distribution over candidate tokens, zero where filtered out.
+    With top-k the candidates are the top-k tokens (B, k) and `ids` maps them back to the vocabulary;
+    without, ids is None and the candidates are the whole vocabulary. Either way candidates stay in
+    vocabulary order, so a given uniform draws the same token whichever filters produced the weights.
 
-    temperature: (B, 1) > 0. top_k: the largest k of the batch as a host int (0: off);
-    k_per_row: (B, 1) per-row k <= top_k, or None when every row uses top_k. top_p, min_p: (B, 1) or None."""
-    z = logits / temperature
-    ids = None
+    The order is HF's: temperature, top-k, top-p, min-p. temperature: (B, 1) > 0 or None (all 1).
+    top_k: the largest k of the batch as a host int (0: off); k_per_row: (B, 1) per-row k <= top_k,
+    or None when every row uses top_k. top_p, min_p: (B, 1) or None (off)."""
+    z, ids = logits, None
     if top_k:
-        z, ids = z.topk(top_k, dim=-1)  # sorted descending
+        z, ids = z.topk(top_k, dim=-1)
         if k_per_row is not None:
-            rank = torch.arange(top_k, device=z.device)
-            z = z.masked_fill(rank >= k_per_row, float("-inf"))
-    probs = torch.softmax(z, dim=-1)
+            z = z.masked_fill(torch.arange(top_k, device=z.device) >= k_per_row, float("-inf"))
+        ids, order = ids.sort(dim=-1)  # vocabulary order: a draw then picks the token it would pick unfiltered
+        z = z.gather(1, order)
+    weights = z - z.amax(-1, keepdim=True)
+    if temperature is not None:
+        weights = weights.div_(temperature)
+    weights = weights.exp_()
     keep = None
     if top_p is not None:
-        keep = nucleus_keep(probs, top_p)
-    if min_p is not None:  # applied after top-p, as HF does; renormalisation does not change the ratio to the max
-        above_min = probs >= min_p * probs.amax(-1, keepdim=True)
-        keep = above_min if keep is None else keep & above_min
-    return (probs if keep is None else torch.where(keep, probs, 0.0)), ids
+        keep = nucleus_keep(weights, top_p)
+    if min_p is not None:  # p / p_max >= min_p; top-p's renormalisation does not change that ratio
+        keep = weights >= min_p if keep is None else keep & (weights >= min_p)
+    return weights if keep is None else weights.masked_fill_(~keep, 0.0), ids
 
 
 def draw(weights: torch.Tensor, ids, uniform: torch.Tensor):
@@ -131,9 +138,9 @@ def _unwrap(model):
 def _check_supported(model) -> str:
     kind = model.config.model_type
     if kind != "gpt2" and kind not in LLAMA_FAMILY:
-        raise ValueError(f"advgen's sampler supports gpt2 and {', '.join(LLAMA_FAMILY)} models, not {kind!r}")
+        raise AdvgenError(f"advgen's sampler supports gpt2 and {', '.join(LLAMA_FAMILY)} models, not {kind!r}")
     if kind == "gpt2" and model.config.reorder_and_upcast_attn:
-        raise ValueError("advgen's sampler does not support GPT-2's reorder_and_upcast_attn")
+        raise AdvgenError("advgen's sampler does not support GPT-2's reorder_and_upcast_attn")
     return kind
 
 
@@ -215,21 +222,31 @@ def left_pad(prompts: list, pad_id: int, device):
     return ids, valid
 
 
+def check_controls(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0) -> None:
+    """Raise AdvgenError, naming the setting, for a control outside its range (scalars or per-row values)."""
+    rules = [("temperature", temperature, lambda t: t >= 0, ">= 0"), ("top_k", top_k, lambda t: t >= 0, ">= 0"),
+             ("top_p", top_p, lambda t: (t > 0) & (t <= 1), "in (0, 1]"),
+             ("min_p", min_p, lambda t: (t >= 0) & (t <= 1), "in [0, 1]"),
+             ("repetition_penalty", repetition_penalty, lambda t: t > 0, "> 0")]
+    for name, value, ok, expected in rules:
+        if not bool(ok(torch.as_tensor(value, dtype=torch.float64)).all()):
+            raise AdvgenError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
+
+
 def _controls(batch, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty):
     """Scalars or per-row values -> (B, 1) tensors, plus the host-side switches that fix the loop's shape."""
+    check_controls(temperature, top_k, top_p, min_p, repetition_penalty)
     temp = per_row(temperature, batch, device)
-    k = per_row(top_k, batch, device, torch.long).clamp(min=0)
+    k = per_row(top_k, batch, device, torch.long)
     k = torch.where((k == 0) | (k > vocab), vocab, k)
     p = per_row(top_p, batch, device)
     mp = per_row(min_p, batch, device)
     pen = per_row(repetition_penalty, batch, device)
-    if (temp < 0).any() or (p <= 0).any() or (p > 1).any() or (mp < 0).any() or (mp > 1).any() or (pen <= 0).any():
-        raise ValueError("need temperature >= 0, 0 < top_p <= 1, 0 <= min_p <= 1, repetition_penalty > 0")
     k_max = int(k.max())
     return {
         "greedy": temp == 0,
         "any_greedy": bool((temp == 0).any()), "all_greedy": bool((temp == 0).all()),
-        "temperature": torch.where(temp == 0, 1.0, temp),
+        "temperature": None if bool(((temp == 0) | (temp == 1)).all()) else torch.where(temp == 0, 1.0, temp),
         "top_k": 0 if bool((k == vocab).all()) else k_max,
         "k_per_row": None if bool((k == k_max).all()) else k,
         "top_p": p if bool((p < 1).any()) else None,
@@ -240,7 +257,6 @@ def _controls(batch, vocab, device, temperature, top_k, top_p, min_p, repetition
 
 def _pick(logits, seen, uniform, c):
     """One step's choice: (token (B,), log-prob under the sampling distribution, under the model at T=1)."""
-    model_logprob_all = logits - logits.logsumexp(-1, keepdim=True)
     scores = logits if c["penalty"] is None else penalize_repeats(logits, seen, c["penalty"])
     if c["all_greedy"]:
         token, logprob = scores.argmax(-1), torch.zeros(logits.shape[0], device=logits.device)
@@ -250,7 +266,7 @@ def _pick(logits, seen, uniform, c):
         if c["any_greedy"]:
             g = c["greedy"].squeeze(1)
             token, logprob = torch.where(g, scores.argmax(-1), token), logprob.masked_fill(g, 0.0)
-    return token, logprob, model_logprob_all.gather(1, token[:, None]).squeeze(1)
+    return token, logprob, logits.gather(1, token[:, None]).squeeze(1) - logits.logsumexp(-1)
 
 
 @torch.no_grad()
@@ -268,7 +284,7 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     device = next(model.parameters()).device
     B, P, N = len(prompts), max(len(p) for p in prompts), max_new_tokens
     if min(len(p) for p in prompts) == 0 or N < 1:
-        raise ValueError("every prompt needs at least one token and max_new_tokens must be >= 1")
+        raise AdvgenError("every prompt needs at least one token and max_new_tokens must be >= 1")
     vocab = model.config.vocab_size
     c = _controls(B, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty)
 
@@ -345,3 +361,84 @@ def teacher_forced_logprobs(model, prompts: list, samples: Samples, pad_id: int 
     logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits[:, P - 1:-1].float()
     logp = logits.log_softmax(-1).gather(2, samples.tokens[:, :, None]).squeeze(2)
     return logp * samples.mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling a run folder (`advgen sample`)
+
+
+def parse_condition(text, conditioned: list) -> dict:
+    """'department=Dresses,rating=5' -> {'department': 'Dresses', 'rating': '5'}, checked against the
+    fields the run was trained to condition on."""
+    values = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or not name or not value.strip():
+            raise AdvgenError(f"--condition: expected field=value, got {part!r}")
+        if name not in conditioned:
+            raise AdvgenError(f"--condition: the run was not trained on {name!r}; its condition fields are "
+                              f"{', '.join(conditioned) or 'none'}")
+        values[name] = value.strip()
+    return values
+
+
+def sample_run(run, out, n: int, condition=None, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+               repetition_penalty=1.0, max_new_tokens=None, batch_size=64, seed=0, device="auto",
+               compile=False) -> Path:
+    """Sample n texts from the generator of a run folder into a JSONL file, written atomically.
+
+    Prompts follow the run's task: condition fields given in `condition` are fixed; the others, and the
+    source text of source-conditioned runs, come from the run's test split in a seeded order."""
+    from advgen import config, data, models
+
+    run, out = Path(run), Path(out)
+    if not (run / "generator").is_dir():
+        raise AdvgenError(f"{run} is not a run folder (no generator/ in it)")
+    if n < 1 or batch_size < 1:
+        raise AdvgenError("--n and --batch-size must be positive")
+    check_controls(temperature, top_k, top_p, min_p, repetition_penalty)
+    cfg = config.load(config.PretrainConfig, run / "config.json")
+    fixed = parse_condition(condition, cfg.condition)
+    max_new_tokens = max_new_tokens or cfg.max_target_tokens
+    dev = models.resolve_device(device)
+    records = data.load_splits(cfg)["test"]
+    order = random.Random(seed).sample(range(len(records)), len(records))
+    rows = [{**records[order[i % len(records)]], **fixed} for i in range(n)]
+    model, tokenizer = models.load_generator(str(run / "generator"))
+    model.to(dev)
+    prompts = [data.prompt_ids(tokenizer, r, cfg.field, cfg.condition, cfg.source, cfg.max_source_tokens) for r in rows]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        _write_samples(tmp, model, tokenizer, prompts, rows, cfg, batch_size, seed, max_new_tokens,
+                       dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                            repetition_penalty=repetition_penalty, compile=compile))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _write_samples(path, model, tokenizer, prompts, rows, cfg, batch_size, seed, max_new_tokens, controls):
+    from tqdm import tqdm
+
+    n = len(prompts)
+    with open(path, "w") as f, tqdm(total=n, desc="sample", unit="text", mininterval=0 if os.isatty(2) else 30) as bar:
+        for start in range(0, n, batch_size):
+            batch = prompts[start:start + batch_size]
+            s = generate(model, batch, max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+                         seed=seed + start, **controls)
+            texts = decode(tokenizer, s)
+            for i, text in enumerate(texts):
+                r = rows[start + i]
+                row = {"text": text, "condition": {c: r[c] for c in cfg.condition}}
+                if cfg.source:
+                    row["source"] = r[cfg.source]
+                length = int(s.mask[i].sum())
+                row.update(tokens=length, finished=bool(length and s.tokens[i, length - 1] == tokenizer.eos_token_id),
+                           logprob=round(float(s.logprobs[i].sum()), 4),
+                           model_logprob=round(float(s.model_logprobs[i].sum()), 4))
+                f.write(json.dumps(row) + "\n")
+            bar.update(len(batch))

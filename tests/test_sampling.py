@@ -1,0 +1,278 @@
+"""The sampler against HF: greedy decoding, logits processors, empirical distributions, log-probs."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from scipy.stats import chisquare
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers.generation.logits_process import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
+                                                    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+from advgen import models, sampling
+from advgen.cli import main
+
+PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [15], [16, 17, 18, 19]]  # uneven: left padding matters
+PAD, EOS = 0, 3
+
+
+def tiny(kind, vocab=1000):
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        cfg = GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=vocab, n_positions=128,
+                         bos_token_id=1, eos_token_id=EOS)
+        return GPT2LMHeadModel(cfg).eval()
+    cfg = LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=64,
+                      intermediate_size=128, vocab_size=vocab, max_position_embeddings=128,
+                      bos_token_id=1, eos_token_id=EOS, pad_token_id=PAD)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def hf_generate(model, prompts, **kwargs):
+    ids, valid = sampling.left_pad(prompts, PAD, "cpu")
+    out = model.generate(input_ids=ids, attention_mask=valid.long(), pad_token_id=PAD, **kwargs)
+    return out[:, ids.shape[1]:]
+
+
+def hf_logprobs(logits, input_ids=None, temperature=1.0, top_k=0, top_p=1.0, min_p=None, penalty=1.0):
+    """HF's processors in `generate`'s order, then log-softmax."""
+    scores = logits.clone()
+    if penalty != 1.0:
+        scores = RepetitionPenaltyLogitsProcessor(penalty)(input_ids, scores)
+    if temperature != 1.0:
+        scores = TemperatureLogitsWarper(temperature)(None, scores)
+    if top_k:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if top_p < 1.0:
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    if min_p is not None:
+        scores = MinPLogitsWarper(min_p)(None, scores)
+    return scores.log_softmax(-1)
+
+
+def our_logprobs(logits, temperature=1.0, top_k=0, top_p=None, min_p=None, k_per_row=None):
+    """advgen's filtered distribution scattered back to the vocabulary, as log-probabilities."""
+    B, V = logits.shape
+    row = lambda v: None if v is None else sampling.per_row(v, B, "cpu")
+    weights, ids = sampling.sampling_weights(logits, row(temperature), top_k, row(top_p), row(min_p), k_per_row)
+    full = weights if ids is None else torch.zeros(B, V).scatter_(1, ids, weights)
+    return (full / full.sum(-1, keepdim=True)).log()
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_greedy_equals_hf_generate_on_uneven_left_padded_prompts(kind):
+    model = tiny(kind)
+    ours = sampling.generate(model, PROMPTS, 24, temperature=0, pad_id=PAD)
+    theirs = hf_generate(model, PROMPTS, do_sample=False, max_new_tokens=24, eos_token_id=None)
+    assert torch.equal(ours.tokens, theirs)
+    assert ours.mask.all() and (ours.logprobs == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_greedy_with_eos_and_repetition_penalty_equals_hf(kind):
+    model = tiny(kind, vocab=12)  # a tiny vocabulary makes EOS and repeats frequent
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 4], [2], [11, 4, 6, 7]]
+    ours = sampling.generate(model, prompts, 16, temperature=0, repetition_penalty=1.3, eos_id=EOS, pad_id=PAD)
+    theirs = hf_generate(model, prompts, do_sample=False, max_new_tokens=16, eos_token_id=EOS, repetition_penalty=1.3)
+    assert torch.equal(ours.tokens[:, :theirs.shape[1]], theirs)
+    for row, mask in zip(ours.tokens.tolist(), ours.mask.tolist()):
+        n = sum(mask)
+        assert mask == [True] * n + [False] * (len(mask) - n)  # generated, then masked
+        assert EOS not in row[:n - 1] and (n == len(row) or row[n - 1] == EOS)
+
+
+def test_smollm2_greedy_equals_hf_generate():
+    model, tokenizer = models.load_generator("smollm2-135m")
+    prompts = [tokenizer("Summer dress, light and")["input_ids"], tokenizer("The fit")["input_ids"]]
+    ours = sampling.generate(model, prompts, 12, temperature=0, pad_id=tokenizer.pad_token_id)
+    ids, valid = sampling.left_pad(prompts, tokenizer.pad_token_id, "cpu")
+    theirs = model.generate(input_ids=ids, attention_mask=valid.long(), do_sample=False, max_new_tokens=12,
+                            eos_token_id=None, pad_token_id=tokenizer.pad_token_id)[:, ids.shape[1]:]
+    assert torch.equal(ours.tokens, theirs)
+
+
+@pytest.mark.parametrize("vocab", [1000, 50257])  # below and above the size where top-p stops sorting
+@pytest.mark.parametrize("scale", [0.5, 4.0])   # flat (random GPT-2-like) and peaked logits
+def test_filters_equal_hf_logits_processors(vocab, scale):
+    torch.manual_seed(vocab)
+    logits = torch.randn(8, vocab) * scale
+    cases = [dict(temperature=0.7), dict(top_k=50), dict(top_p=0.9), dict(min_p=0.05),
+             dict(temperature=1.3, top_k=40, top_p=0.8, min_p=0.1), dict(temperature=0.8, top_p=0.95, min_p=0.02)]
+    for case in cases:
+        ours, theirs = our_logprobs(logits, **case), hf_logprobs(logits, **case)
+        kept, kept_hf = ours > float("-inf"), theirs > float("-inf")
+        # HF's float32 cumulative sum and advgen's histograms add in different orders, so a token whose
+        # cumulative mass is within rounding of the cut may switch sides: at most one per row, which moves
+        # the distribution by less than 1e-4 in total variation. Otherwise the log-probs agree.
+        assert (kept != kept_hf).sum(-1).max() <= 1, case
+        assert 0.5 * (ours.exp() - theirs.exp()).abs().sum(-1).max() < 1e-4, case
+        same = (kept == kept_hf).all(-1)
+        torch.testing.assert_close(ours[same][kept[same]], theirs[same][kept[same]], atol=1e-5, rtol=0)
+
+
+def test_radix_nucleus_equals_sorted_nucleus():
+    torch.manual_seed(0)
+    for scale in (0.3, 1.0, 3.0, 10.0):
+        probs = (torch.randn(32, 60000) * scale).softmax(-1)
+        top_p = torch.rand(32, 1) * 0.98 + 0.01
+        asc, order = probs.sort(-1)
+        by_sort = torch.zeros_like(asc, dtype=torch.bool).scatter_(
+            -1, order, asc.cumsum(-1) > (1 - top_p) * asc.sum(-1, keepdim=True))
+        by_radix = sampling.nucleus_keep(probs, top_p)
+        assert (by_sort != by_radix).sum(-1).max() <= 1, scale  # rounding at the cut only
+        assert (by_radix.sum(-1) >= 1).all()
+
+
+def test_repetition_penalty_equals_hf():
+    torch.manual_seed(1)
+    logits = torch.randn(4, 300)
+    seen_ids = torch.randint(0, 300, (4, 20))
+    seen = torch.zeros(4, 300, dtype=torch.bool).scatter_(1, seen_ids, True)
+    ours = sampling.penalize_repeats(logits, seen, sampling.per_row([1.2, 1.5, 0.8, 1.0], 4, "cpu"))
+    for r, pen in enumerate([1.2, 1.5, 0.8, 1.0]):
+        theirs = RepetitionPenaltyLogitsProcessor(pen)(seen_ids[r:r + 1], logits[r:r + 1].clone())
+        torch.testing.assert_close(ours[r:r + 1], theirs, atol=0, rtol=0)
+
+
+def test_per_row_controls_equal_scalar_calls():
+    """One batch sweeping temperature and top-k gives each row what a scalar call gives it."""
+    model = tiny("gpt2")
+    prompts = PROMPTS * 2
+    temps, ks = [0.5, 1.5, 0.0, 1.0] * 2, [0, 0, 0, 0, 20, 20, 20, 20]
+    swept = sampling.generate(model, prompts, 10, temperature=temps, top_k=ks, seed=3, pad_id=PAD)
+    for r, (t, k) in enumerate(zip(temps, ks)):
+        alone = sampling.generate(model, prompts, 10, temperature=t, top_k=k, seed=3, pad_id=PAD)
+        assert torch.equal(swept.tokens[r], alone.tokens[r]), (t, k)
+        torch.testing.assert_close(swept.logprobs[r], alone.logprobs[r])
+
+
+def draws(weights, ids, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    rows = weights.expand(n, -1).contiguous()
+    tokens, logprobs = sampling.draw(rows, None if ids is None else ids.expand(n, -1), torch.rand(n, 1, generator=g))
+    return tokens, logprobs
+
+
+@pytest.mark.parametrize("vocab,case", [
+    (30, dict(temperature=0.7, top_k=12, top_p=0.9)),
+    (30, dict(min_p=0.1, temperature=1.5)),
+    (5000, dict(top_p=0.6)),  # the radix path
+])
+def test_draws_follow_the_filtered_distribution(vocab, case):
+    torch.manual_seed(2)
+    logits = torch.randn(1, vocab) * (3.0 if vocab > 100 else 1.0)
+    row = lambda v: None if v is None else sampling.per_row(v, 1, "cpu")
+    weights, ids = sampling.sampling_weights(logits, row(case.get("temperature")), case.get("top_k", 0),
+                                             row(case.get("top_p")), row(case.get("min_p")))
+    expected = hf_logprobs(logits, **case).exp()[0]
+    n = 40_000
+    tokens, logprobs = draws(weights, ids, n, seed=0)
+    support = expected > 0
+    assert support[tokens].all(), "drew a filtered-out token"
+    counts = torch.bincount(tokens, minlength=vocab)[support].double()
+    probs = expected[support].double()
+    assert chisquare(counts, probs / probs.sum() * n).pvalue > 1e-3
+    torch.testing.assert_close(logprobs, expected[tokens].log(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_logprobs_equal_teacher_forced_forward(kind):
+    model = tiny(kind, vocab=50)
+    s = sampling.generate(model, PROMPTS * 4, 20, temperature=0.9, top_k=30, top_p=0.9, eos_id=EOS, pad_id=PAD, seed=1)
+    assert not s.mask.all(), "some rows should stop at EOS"
+    with torch.no_grad():
+        forced = sampling.teacher_forced_logprobs(model, PROMPTS * 4, s, pad_id=PAD)
+    assert (forced - s.model_logprobs).abs().max() <= 1e-4
+    # under the sampling distribution: the filtered teacher-forced logits give the same numbers
+    ids, valid = sampling.left_pad(PROMPTS * 4, PAD, "cpu")
+    full = torch.cat([ids, s.tokens], 1)
+    attention = torch.cat([valid, s.mask], 1).long()
+    with torch.no_grad():
+        logits = model(input_ids=full, attention_mask=attention,
+                       position_ids=(attention.cumsum(-1) - 1).clamp(min=0)).logits[:, ids.shape[1] - 1:-1]
+    filtered = hf_logprobs(logits.flatten(0, 1), temperature=0.9, top_k=30, top_p=0.9).view_as(logits)
+    expected = torch.where(s.mask, filtered.gather(2, s.tokens[:, :, None]).squeeze(2), 0.0)
+    assert (expected - s.logprobs).abs().max() <= 1e-4
+
+
+def test_same_seed_same_samples_and_global_rng_untouched():
+    model = tiny("llama")
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = sampling.generate(model, PROMPTS, 12, top_p=0.9, seed=7, pad_id=PAD)
+    b = sampling.generate(model, PROMPTS, 12, top_p=0.9, seed=7, pad_id=PAD)
+    c = sampling.generate(model, PROMPTS, 12, top_p=0.9, seed=8, pad_id=PAD)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
+    assert not torch.equal(a.tokens, c.tokens)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_lora_model_samples_like_its_merged_weights():
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny("gpt2")
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False))
+    ours = sampling.generate(lora, PROMPTS, 10, temperature=0, pad_id=PAD)
+    merged = sampling.generate(lora.merge_and_unload(), PROMPTS, 10, temperature=0, pad_id=PAD)
+    assert torch.equal(ours.tokens, merged.tokens)
+
+
+def test_sampler_refuses_unsupported_models_and_settings():
+    from transformers import BertConfig, BertLMHeadModel
+
+    bert = BertLMHeadModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+                                      intermediate_size=32, is_decoder=True))
+    with pytest.raises(sampling.AdvgenError, match="supports gpt2"):
+        sampling.generate(bert, PROMPTS, 2)
+    with pytest.raises(sampling.AdvgenError, match="top-p"):
+        sampling.generate(tiny("gpt2"), PROMPTS, 2, top_p=[0.9, 0.0, 1.0, 1.0])
+
+
+# ----------------------------------------------------------------------------------------------
+# advgen sample
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run") / "cond"
+    result = CliRunner().invoke(main, [
+        "pretrain", "--generator", "scratch:gpt2-tiny", "--batch-size", "8", "--eval-batches", "1",
+        "--num-samples", "1", "--max-target-tokens", "12", "--max-steps", "2", "--eval-every", "2", "--test-batches", "1",
+        "--condition", "department,rating", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_sample_command_writes_conditioned_samples(run, tmp_path):
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
+                                       "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10 and all(r["condition"]["department"] == "Dresses" for r in rows)
+    assert len({r["condition"]["rating"] for r in rows}) > 1  # unset fields come from the test split
+    assert all(1 <= r["tokens"] <= 12 and r["logprob"] >= r["model_logprob"] - 1e-3 for r in rows)
+    again = tmp_path / "again.jsonl"
+    CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
+                              "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", "--out", str(again)])
+    assert again.read_text() == out.read_text()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--condition", "color=red"], "not trained on 'color'"),
+    (["--condition", "department"], "expected field=value"),
+    (["--top-p", "1.5"], "--top-p must be"),
+    (["--temperature", "-1"], "--temperature must be"),
+    (["--n", "0"], "must be positive"),
+])
+def test_sample_command_bad_input_exits_2_and_keeps_the_old_file(run, tmp_path, args, message):
+    out = tmp_path / "s.jsonl"
+    out.write_text("keep me\n")
+    result = CliRunner().invoke(main, ["sample", str(run), "--out", str(out), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert out.read_text() == "keep me\n" and not (tmp_path / "s.jsonl.tmp").exists()
+
+
+def test_sample_command_needs_a_run_folder(tmp_path):
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "missing"), "--out", str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 2 and "not a run folder" in result.output
