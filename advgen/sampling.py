@@ -109,7 +109,7 @@ def sampling_weights(logits: torch.Tensor, temperature, top_k: int = 0, top_p=No
         keep = nucleus_keep(weights, top_p)
     if min_p is not None:  # p / p_max >= min_p; top-p's renormalisation does not change that ratio
         keep = weights >= min_p if keep is None else keep & (weights >= min_p)
-    return weights if keep is None else weights.masked_fill_(~keep, 0.0), ids
+    return weights if keep is None else weights * keep, ids
 
 
 def draw(weights: torch.Tensor, ids, uniform: torch.Tensor):

@@ -42,16 +42,17 @@ def _proc_status(key):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
 
-def measure(fn, device, repeats):
-    """Median wall time of `repeats` calls after one warm-up call, and the peak memory one call adds."""
-    fn()
+def measure(fn, new_tokens, device, repeats):
+    """Median wall time of `repeats` calls fn(new_tokens) after a short warm-up call, and the peak memory
+    one call adds."""
+    fn(2)
     base = peak_memory_reset(device)
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        fn()
+        fn(new_tokens)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -79,7 +80,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--prompt", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = ap.parse_args()
     logging.set_verbosity_error()
@@ -95,16 +96,16 @@ def main():
     settings = {"top_p=0.95": dict(top_p=0.95, top_k=0), "top_k=50": dict(top_p=1.0, top_k=50)}
     runs = {}
     with torch.no_grad():
-        runs["forward_only"] = measure(lambda: forward_only(model, prompts, args.new_tokens), device, args.repeats)
+        runs["forward_only"] = measure(lambda n: forward_only(model, prompts, n), args.new_tokens, device, args.repeats)
         for name, kw in settings.items():
-            runs[f"hf/{name}"] = measure(lambda: model.generate(
-                input_ids=ids, attention_mask=attention, do_sample=True, max_new_tokens=args.new_tokens,
-                pad_token_id=0, **kw), device, args.repeats)
-            runs[f"advgen/{name}"] = measure(lambda: sampling.generate(
-                model, prompts, args.new_tokens, seed=0, **kw), device, args.repeats)
+            runs[f"hf/{name}"] = measure(lambda n: model.generate(
+                input_ids=ids, attention_mask=attention, do_sample=True, max_new_tokens=n, pad_token_id=0, **kw),
+                args.new_tokens, device, args.repeats)
+            runs[f"advgen/{name}"] = measure(lambda n: sampling.generate(model, prompts, n, seed=0, **kw),
+                                             args.new_tokens, device, args.repeats)
             if device.type == "cuda":
-                runs[f"advgen-compiled/{name}"] = measure(lambda: sampling.generate(
-                    model, prompts, args.new_tokens, seed=0, compile=True, **kw), device, args.repeats)
+                runs[f"advgen-compiled/{name}"] = measure(lambda n: sampling.generate(
+                    model, prompts, n, seed=0, compile=True, **kw), args.new_tokens, device, args.repeats)
 
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads",
               "dtype": args.dtype, "batch": args.batch, "prompt": args.prompt, "new_tokens": args.new_tokens,

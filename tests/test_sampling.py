@@ -207,6 +207,14 @@ def test_same_seed_same_samples_and_global_rng_untouched():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def test_compiled_decode_step_gives_the_same_samples():
+    model = tiny("gpt2")
+    compiled = sampling.generate(model, PROMPTS, 8, top_p=0.9, seed=1, pad_id=PAD, compile=True)
+    eager = sampling.generate(model, PROMPTS, 8, top_p=0.9, seed=1, pad_id=PAD)
+    assert torch.equal(compiled.tokens, eager.tokens)
+    torch.testing.assert_close(compiled.model_logprobs, eager.model_logprobs, atol=1e-5, rtol=0)
+
+
 def test_lora_model_samples_like_its_merged_weights():
     from peft import LoraConfig, get_peft_model
 
