@@ -304,11 +304,11 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
         else _decode_step
     try:
         logits = forward_last(model, cache, ids, positions, torch.arange(P, device=device), key_valid)
+        token, logprob, model_logprob = _pick(logits, seen, uniforms[0], c)
         next_position = positions[:, -1:] + 1
         out = [torch.zeros(B, N, dtype=dt, device=device) for dt in (torch.long, torch.bool, torch.float, torch.float)]
         done = torch.zeros(B, dtype=torch.bool, device=device)
         for t in range(N):
-            token, logprob, model_logprob = _pick(logits, seen, uniforms[t], c)
             live = ~done
             token = token.masked_fill(done, pad_id)
             for o, v in zip(out, (token, live, logprob * live, model_logprob * live)):
@@ -320,14 +320,16 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
             if t == N - 1 or (device.type == "cpu" and bool(done.all())):  # on CPU the check costs no sync
                 break
             slot = torch.tensor([P + t], device=device)
-            logits = step(model, cache, token, next_position + t, slot, key_valid)
+            token, logprob, model_logprob = step(model, cache, token, next_position + t, slot, key_valid, seen,
+                                                 uniforms[t + 1], c)
     finally:
         model.train(was_training)
     return Samples(*out)
 
 
-def _decode_step(model, cache, token, position, slot, key_valid):
-    return forward_last(model, cache, token[:, None], position, slot, key_valid)
+def _decode_step(model, cache, token, position, slot, key_valid, seen, uniform, controls):
+    """One token for every row: the forward at one new position, then the pick (what compile=True compiles)."""
+    return _pick(forward_last(model, cache, token[:, None], position, slot, key_valid), seen, uniform, controls)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ sampling at all (the next input is the previous token), which bounds what any sa
 
 Prints tokens/s, the ratios, peak memory, and one JSON object on the last line.
 
-    python benchmarks/sampling.py                    # CPU
-    python benchmarks/sampling.py --device cuda      # adds compiled (CUDA graphs) advgen rows
+    python benchmarks/sampling.py                    # CPU; compile=True rows use inductor's C++ kernels
+    python benchmarks/sampling.py --device cuda      # compile=True rows use CUDA graphs
 """
 import argparse
 import json
@@ -42,21 +42,24 @@ def _proc_status(key):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
 
-def measure(fn, new_tokens, device, repeats):
-    """Median wall time of `repeats` calls fn(new_tokens) after a short warm-up call, and the peak memory
-    one call adds."""
-    fn(2)
-    base = peak_memory_reset(device)
-    times = []
+def measure(fns: dict, new_tokens, device, repeats):
+    """{name: fn(new_tokens)} -> {name: (median wall time, peak memory one call adds)}. Each fn gets a
+    warm-up call; then the rounds interleave the fns, so a busy machine slows them alike."""
+    times, memory = {k: [] for k in fns}, {}
+    for name, fn in fns.items():  # compiled steps specialise on the cache length: warm those at full length
+        fn(new_tokens if name.startswith("advgen-compiled") else 2)
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn(new_tokens)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2], peak_memory_since(device, base)
+        for name, fn in fns.items():
+            base = peak_memory_reset(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn(new_tokens)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+            memory[name] = max(memory.get(name, 0), peak_memory_since(device, base))
+    return {k: (sorted(v)[len(v) // 2], memory[k]) for k, v in times.items()}
 
 
 def forward_only(model, prompts, new_tokens):
@@ -82,6 +85,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--no-compile", action="store_true", help="skip the compile=True rows (compiling takes a minute)")
     args = ap.parse_args()
     logging.set_verbosity_error()
     device = torch.device(args.device)
@@ -94,18 +98,16 @@ def main():
     tokens = args.batch * args.new_tokens
 
     settings = {"top_p=0.95": dict(top_p=0.95, top_k=0), "top_k=50": dict(top_p=1.0, top_k=50)}
-    runs = {}
+    fns = {"forward_only": lambda n: forward_only(model, prompts, n)}
+    for name, kw in settings.items():
+        fns[f"hf/{name}"] = lambda n, kw=kw: model.generate(
+            input_ids=ids, attention_mask=attention, do_sample=True, max_new_tokens=n, pad_token_id=0, **kw)
+        fns[f"advgen/{name}"] = lambda n, kw=kw: sampling.generate(model, prompts, n, seed=0, **kw)
+        if not args.no_compile:
+            fns[f"advgen-compiled/{name}"] = lambda n, kw=kw: sampling.generate(
+                model, prompts, n, seed=0, compile=True, **kw)
     with torch.no_grad():
-        runs["forward_only"] = measure(lambda n: forward_only(model, prompts, n), args.new_tokens, device, args.repeats)
-        for name, kw in settings.items():
-            runs[f"hf/{name}"] = measure(lambda n: model.generate(
-                input_ids=ids, attention_mask=attention, do_sample=True, max_new_tokens=n, pad_token_id=0, **kw),
-                args.new_tokens, device, args.repeats)
-            runs[f"advgen/{name}"] = measure(lambda n: sampling.generate(model, prompts, n, seed=0, **kw),
-                                             args.new_tokens, device, args.repeats)
-            if device.type == "cuda":
-                runs[f"advgen-compiled/{name}"] = measure(lambda n: sampling.generate(
-                    model, prompts, n, seed=0, compile=True, **kw), args.new_tokens, device, args.repeats)
+        runs = measure(fns, args.new_tokens, device, args.repeats)
 
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads",
               "dtype": args.dtype, "batch": args.batch, "prompt": args.prompt, "new_tokens": args.new_tokens,
