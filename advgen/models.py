@@ -203,6 +203,8 @@ def target_nll(model, batch: dict, temperature: float = 1.0):
     """
     hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     keep = batch["labels"][:, 1:] != -100                                  # (B, T-1)
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float() / temperature  # (N, V)
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()   # (N, V)
+    if temperature != 1.0:
+        logits = logits / temperature
     targets = batch["labels"][:, 1:][keep]                                 # (N,)
     return torch.nn.functional.cross_entropy(logits, targets, reduction="sum"), targets.numel()
