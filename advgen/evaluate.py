@@ -122,7 +122,7 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         if not Path(samples_or_run).read_bytes().strip():
             raise AdvgenError(f"samples file {samples_or_run} is empty")
         cfg = PretrainConfig(field=field)
-        samples = texts_of(data.load_corpus(samples_or_run), "text", f"samples file {samples_or_run}")
+        samples = texts_of(data.load_corpus(samples_or_run), field, f"samples file {samples_or_run}")
     ref_records, ref_label = reference_records(references, cfg)
     refs = texts_of(ref_records, cfg.field, f"references {ref_label}")
     if run:
