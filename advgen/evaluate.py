@@ -152,7 +152,7 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
             values[f"ms-jaccard-{max_n}"] = metrics.ms_jaccard(sample_tokens, ref_tokens, max_n)
         elif name in ("fed", "mauve"):
             if "embeddings" not in seconds:
-                encoder = metrics.encoder()
+                encoder = metrics.encoder(device=device())
                 sample_emb, ref_emb = unique_embeddings(samples, encoder), cached_embeddings(refs, encoder)
                 seconds["embeddings"] = time.time() - clock
                 clock = time.time()

@@ -252,14 +252,15 @@ def ms_jaccard(samples: list, references: list, n: int = 4, tokenize="whitespace
 # ---------------------------------------------------------------------------------------------
 # embeddings: FED and MAUVE
 
-def encoder(spec: str = "minilm-l6"):
-    """-> (BERT-style encoder, tokenizer). Default: the packaged all-MiniLM-L6-v2, offline."""
+def encoder(spec: str = "minilm-l6", device="cpu"):
+    """-> (BERT-style encoder on `device`, tokenizer). Default: the packaged all-MiniLM-L6-v2, offline."""
     from transformers import AutoModel, AutoTokenizer
 
     from advgen.models import _source
 
     folder = _source(spec, "discriminator")
-    return AutoModel.from_pretrained(folder, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval().to(device)
+    return model, AutoTokenizer.from_pretrained(folder)
 
 
 @torch.no_grad()
