@@ -85,8 +85,8 @@ def evaluate(samples_or_run, references, metric_names, out, n, temperature, fiel
     """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
     from advgen.evaluate import evaluate as run_evaluate, table
 
-    report = run_evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n,
-                          batch_size, seed)
+    report = run_evaluate(samples_or_run, references, metric_names, out, n=n, temperature=temperature, field=field,
+                          tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed)
     click.echo(table(report))
     click.echo(f"report: {out}")
 
@@ -106,7 +106,8 @@ def sweep(runs, temperatures, n, out, top_p, tokenize, batch_size, seed):
     """Sample each run across temperatures: quality (BLEU-4, test NLL, realism) against diversity (Self-BLEU-4, distinct-n)."""
     from advgen.evaluate import parse_temperatures, sweep as run_sweep
 
-    run_sweep(list(runs), parse_temperatures(temperatures), n, out, top_p, batch_size, seed, tokenize, progress=click.echo)
+    run_sweep(list(runs), parse_temperatures(temperatures), n, out, top_p=top_p, batch_size=batch_size, seed=seed,
+              tokenize=tokenize, progress=click.echo)
     click.echo(f"wrote {out}/sweep.csv and {out}/sweep.png")
 
 

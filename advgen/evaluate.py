@@ -203,16 +203,24 @@ def parse_temperatures(spec: str) -> list:
     return values
 
 
-@torch.no_grad()
-def realism(texts: list, folder: Path, batch_size: int = 64) -> float:
-    """Mean probability of label 1 ('real') that the run's discriminator gives the samples."""
+def load_discriminator(run) -> tuple:
+    """-> (classifier, tokenizer) from the run's discriminator/ folder, or (None, None) where it has none."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    folder = Path(run) / "discriminator"
+    if not folder.is_dir():
+        return None, None
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval().to(device())
+    return model, AutoTokenizer.from_pretrained(str(folder))
+
+
+@torch.no_grad()
+def realism(texts: list, model, tokenizer, batch_size: int = 64) -> float:
+    """Mean probability of label 1 ('real') that a discriminator gives the samples."""
     probs = []
     for i in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=256,
+                          return_tensors="pt").to(model.device)
         probs.append(model(**batch).logits.softmax(-1)[:, 1])
     return float(torch.cat(probs).mean())
 
@@ -222,15 +230,16 @@ def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, 
     """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv and sweep.png."""
     if n < 2:
         raise AdvgenError(f"--n must be at least 2 (Self-BLEU compares samples with each other), got {n}")
-    loaded = [(run, *load_run(run)) for run in runs]  # fail on any bad run before sampling
+    loaded = [(run, *load_run(run)) for run in runs]
+    test_splits = [reference_records("test", cfg)[0] for _, cfg, _, _ in loaded]  # bad input fails before sampling
     names = [Path(r).name for r in runs]
     names = names if len(set(names)) == len(names) else [str(r) for r in runs]
     rows = []
-    for name, (run, cfg, model, tokenizer) in zip(names, loaded):
+    for name, (run, cfg, model, tokenizer), ref_records in zip(names, loaded, test_splits):
         model.to(device())
-        ref_records, _ = reference_records("test", cfg)
         refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
         examples = data.encode(tokenizer, ref_records, cfg)
+        discriminator = load_discriminator(run)
         for t in temperatures:
             clock = time.time()
             texts = draw_samples(model, tokenizer, cfg, ref_records, n, t, top_p, batch_size, seed)
@@ -242,7 +251,7 @@ def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, 
                    "unique": metrics.unique_ratio(toks),
                    "nll": metrics.mean_nll(model, examples, batch_size, tokenizer.pad_token_id,
                                            next(model.parameters()).device, temperature=t),
-                   "realism": realism(texts, Path(run) / "discriminator") if (Path(run) / "discriminator").is_dir() else None,
+                   "realism": realism(texts, *discriminator) if discriminator[0] is not None else None,
                    "seconds": round(time.time() - clock, 2)}
             rows.append(row)
             progress(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
