@@ -266,20 +266,22 @@ def encoder(spec: str = "minilm-l6", device="cpu"):
 @torch.no_grad()
 def embed(texts: list, model=None, tokenizer=None, batch_size: int = 256, max_length: int = 256) -> np.ndarray:
     """Strings -> (N, D) float64 sentence embeddings: mean of the last hidden states over real
-    tokens, L2-normalised (sentence-transformers' recipe for all-MiniLM-L6-v2). Texts are
-    batched by length, so padding costs little."""
+    tokens, L2-normalised (sentence-transformers' recipe for all-MiniLM-L6-v2). Batches hold texts
+    of equal or near token length, so almost no compute goes to padding."""
     if model is None:
         model, tokenizer = encoder()
     device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(texts), model.config.hidden_size))
     for i in range(0, len(texts), batch_size):
         index = order[i:i + batch_size]
-        batch = tokenizer([texts[j] for j in index], padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt").to(device)
-        hidden = model(**batch).last_hidden_state                   # (B, T, D)
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        rows = [torch.tensor(ids[j]) for j in index]
+        input_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=tokenizer.pad_token_id)
+        mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True)
+        hidden = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # (B, T, D)
+        weights = mask.to(device).unsqueeze(-1).to(hidden.dtype)                                          # (B, T, 1)
+        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
         out[index] = torch.nn.functional.normalize(mean, dim=-1).double().cpu().numpy()
     return out
 

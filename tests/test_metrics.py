@@ -124,7 +124,12 @@ def test_packaged_encoder_embeddings_fed_and_mauve_offline():
             for t in ("budget", "plan", "merger", "rate change", "new law") for d in ("monday", "friday")][:60]
     e_dress, e_news = metrics.embed(dresses, *encoder), metrics.embed(news, *encoder)
     assert e_dress.shape == (60, 384) and np.allclose(np.linalg.norm(e_dress, axis=1), 1)
-    np.testing.assert_allclose(metrics.embed(dresses[:3], *encoder), e_dress[:3], atol=1e-5)  # batching-independent
+    model, tokenizer = encoder
+    with torch.no_grad():  # each text alone, no padding: the mean of its token states, normalised
+        alone = [torch.nn.functional.normalize(model(**tokenizer([t], return_tensors="pt")).last_hidden_state[0].mean(0), dim=0)
+                 for t in (dresses[0], news[-1], "")]
+    np.testing.assert_allclose(metrics.embed([news[-1], "", dresses[0]], *encoder, batch_size=2),
+                               torch.stack(alone)[[1, 2, 0]].numpy(), atol=1e-5)
     assert abs(metrics.fed(e_dress, e_dress)) < 1e-9
     assert metrics.fed(e_dress[:30], e_dress[30:]) < metrics.fed(e_dress, e_news)
     assert metrics.mauve(e_dress, e_dress) > 0.9 > 0.5 > metrics.mauve(e_news, e_dress)
