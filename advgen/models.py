@@ -194,8 +194,8 @@ def save(model, tokenizer, folder: Path) -> None:
         os.replace(tmp, folder)
 
 
-def target_nll(model, batch: dict):
-    """Summed negative log-likelihood of the labelled tokens, and their count.
+def target_nll(model, batch: dict, temperature: float = 1.0):
+    """Summed negative log-likelihood of the labelled tokens (logits divided by `temperature`), and their count.
 
     Runs the LM head only at positions whose next token is labelled (prompts and padding are
     skipped), which on short product titles halves the cost of the 50k-way softmax. Assumes the
@@ -204,6 +204,8 @@ def target_nll(model, batch: dict):
     hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     keep = batch["labels"][:, 1:] != -100                                  # (B, T-1)
     logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()   # (N, V)
+    if temperature != 1.0:
+        logits = logits / temperature
     targets = batch["labels"][:, 1:][keep]                                 # (N,)
     return torch.nn.functional.cross_entropy(logits, targets, reduction="sum"), targets.numel()
 

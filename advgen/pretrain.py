@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
 
 from advgen import config, data, metrics, models, sampling
 from advgen.config import AdvgenError, PretrainConfig
+from advgen.metrics import mean_nll
 from advgen.runlog import RunLog, truncate_jsonl, write_json
 
 
@@ -45,23 +46,6 @@ def param_groups(model, weight_decay: float) -> list:
     params = [p for p in model.parameters() if p.requires_grad]
     return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
-@torch.no_grad()
-def mean_nll(model, examples: list, batch_size: int, pad_id: int, device, max_batches: int = 0) -> float:
-    """Mean negative log-likelihood per target token (EOS included), in nats."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for b, i in enumerate(range(0, len(examples), batch_size)):
-        if max_batches and b >= max_batches:
-            break
-        batch = {k: v.to(device) for k, v in data.collate(examples[i:i + batch_size], pad_id).items()}
-        nll, n = models.target_nll(model, batch)
-        total += float(nll)
-        count += n
-    model.train(was_training)
-    return total / count
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:

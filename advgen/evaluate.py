@@ -1,0 +1,303 @@
+"""`advgen evaluate` and `advgen sweep`: the metrics of advgen/metrics.py applied to sample files and run folders.
+
+evaluate: samples (a .txt/.jsonl/.csv file, or drawn from a run's generator) against references
+(a split of the run's corpus, or a file) -> a table on the terminal and a JSON report.
+sweep: each run sampled across temperatures -> quality (BLEU-4, test NLL, realism where the run has
+a discriminator) and diversity (Self-BLEU-4, distinct-n) per (run, temperature) -> CSV and a plot.
+"""
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advgen import config, data, metrics, models, sampling
+from advgen.config import AdvgenError, PretrainConfig
+from advgen.runlog import write_json
+
+METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "nll"]
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_run(path):
+    """Run folder -> (config, generator, tokenizer). The config tells the corpus, field and prompts."""
+    run = Path(path)
+    if not (run / "config.json").is_file() or not (run / "generator" / "config.json").is_file():
+        raise AdvgenError(f"{run} is not a run folder (needs config.json and generator/)")
+    cfg = config.load(PretrainConfig, run / "config.json")
+    model, tokenizer = models.load_generator(str(run / "generator"))
+    return cfg, model, tokenizer
+
+
+def texts_of(records: list, field: str, what: str) -> list:
+    """The text column of records read by data.load_corpus: 'text' where present, else `field`."""
+    key = "text" if "text" in records[0] else field
+    if key not in records[0]:
+        raise AdvgenError(f"{what} has no '{field}' or 'text' field (fields: {', '.join(sorted(records[0]))})")
+    return [str(r.get(key) if r.get(key) is not None else "").strip() for r in records]
+
+
+def reference_records(references: str, cfg: PretrainConfig) -> tuple:
+    """'train'/'valid'/'test' -> that split of cfg's corpus; a path -> the file's records. -> (records, label)."""
+    if references in data.SPLITS:
+        records = data.select(data.load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source)
+        rows = data.split(records, references, cfg.split_by or data.default_group(records, cfg.field))
+        if not rows:
+            raise AdvgenError(f"the {references} split of corpus '{cfg.corpus}' is empty")
+        return rows, f"{references} split of {cfg.corpus} ({cfg.field})"
+    if not Path(references).is_file():
+        raise AdvgenError(f"--references '{references}' is neither a split ({', '.join(data.SPLITS)}) nor a file")
+    return data.load_corpus(references), references
+
+
+def draw_samples(model, tokenizer, cfg, records: list, n: int, temperature: float = 1.0, top_p: float = 1.0,
+                 batch_size: int = 64, seed: int = 0) -> list:
+    """n samples from the prompts of `records` (cycled), in batches; batch b uses seed + b."""
+    prompts = [data.prompt_ids(tokenizer, records[i % len(records)], cfg.field, cfg.condition, cfg.source,
+                               cfg.max_source_tokens) for i in range(n)]
+    texts = []
+    for b, i in enumerate(range(0, n, batch_size)):
+        texts += sampling.sample(model, tokenizer, prompts[i:i + batch_size], cfg.max_target_tokens,
+                                 temperature=temperature, top_p=top_p, seed=seed + b)
+    return texts
+
+
+def cached_embeddings(texts: list, encoder) -> np.ndarray:
+    """Embeddings of a reference set, cached under $ADVGEN_CACHE/embeddings by a hash of the texts,
+    as FID tools cache reference statistics: a reference split is embedded once."""
+    digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:24]
+    path = models.cache_dir() / "embeddings" / f"minilm-l6-{digest}.npy"
+    if path.is_file():
+        return np.load(path).astype(np.float64)
+    out = unique_embeddings(texts, encoder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+    os.close(fd)
+    np.save(tmp, out.astype(np.float32))
+    os.replace(tmp, path)
+    return out
+
+
+def unique_embeddings(texts: list, encoder) -> np.ndarray:
+    """Embed each distinct text once (generated samples repeat themselves)."""
+    distinct, index = np.unique(np.array(texts, dtype=object).astype(str), return_inverse=True)
+    return metrics.embed(list(distinct), *encoder)[index.ravel()]
+
+
+def evaluate(samples_or_run: str, references: str = "test", metric_names=None, out=None, n: int = 0,
+             temperature: float = 1.0, field: str = "title", tokenize: str = "whitespace", max_n: int = 4,
+             batch_size: int = 64, seed: int = 0) -> dict:
+    """-> the report: every requested metric of the samples against the references, and its timing."""
+    started = time.time()
+    if not Path(samples_or_run).exists():
+        raise AdvgenError(f"no samples file or run folder at {samples_or_run}")
+    run = Path(samples_or_run).is_dir()
+    names = metric_names or [m for m in METRICS if run or m != "nll"]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise AdvgenError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if "nll" in names and not run:
+        raise AdvgenError("the nll metric needs a run folder (a generator), not a samples file")
+    if max_n < 1:
+        raise AdvgenError(f"--max-n must be at least 1, got {max_n}")
+    if not isinstance(tokenize, str) or tokenize not in metrics.TOKENIZERS:
+        raise AdvgenError(f"unknown --tokenize '{tokenize}' (choose {', '.join(metrics.TOKENIZERS)})")
+
+    seconds = {}
+    clock = time.time()
+    if run:
+        cfg, model, tokenizer = load_run(samples_or_run)
+        model.to(device())
+    else:
+        if not Path(samples_or_run).read_bytes().strip():
+            raise AdvgenError(f"samples file {samples_or_run} is empty")
+        cfg = PretrainConfig(field=field)
+        samples = texts_of(data.load_corpus(samples_or_run), field, f"samples file {samples_or_run}")
+    ref_records, ref_label = reference_records(references, cfg)
+    refs = texts_of(ref_records, cfg.field, f"references {ref_label}")
+    if run:
+        records = data.select(ref_records, cfg.field, cfg.condition, cfg.source)  # prompts need the condition fields
+        samples = draw_samples(model, tokenizer, cfg, records, n or len(records), temperature,
+                               batch_size=batch_size, seed=seed)
+    seconds["load"] = time.time() - clock
+
+    values = {}
+    sample_tokens, ref_tokens = metrics.tokens(samples, tokenize), metrics.tokens(refs, tokenize)
+    orders = range(2, max_n + 1) if max_n > 1 else [1]
+    for name in names:
+        clock = time.time()
+        if name == "bleu":
+            scores = metrics.bleu_scores(sample_tokens, ref_tokens, max_n)
+            values.update({f"bleu-{k}": float(scores[k - 1].mean()) for k in orders})
+        elif name == "self-bleu":
+            scores = metrics.self_bleu_scores(sample_tokens, max_n)
+            values.update({f"self-bleu-{k}": float(scores[k - 1].mean()) for k in orders})
+        elif name == "distinct":
+            values.update({f"distinct-{k}": v for k, v in enumerate(metrics.distinct(sample_tokens, max_n), 1)})
+        elif name == "entropy":
+            values.update({f"entropy-{k}": v for k, v in enumerate(metrics.entropy(sample_tokens, max_n), 1)})
+        elif name == "unique":
+            values["unique"] = metrics.unique_ratio(sample_tokens)
+        elif name == "ms-jaccard":
+            values[f"ms-jaccard-{max_n}"] = metrics.ms_jaccard(sample_tokens, ref_tokens, max_n)
+        elif name in ("fed", "mauve"):
+            if "embeddings" not in seconds:
+                encoder = metrics.encoder(device=device())
+                sample_emb, ref_emb = unique_embeddings(samples, encoder), cached_embeddings(refs, encoder)
+                seconds["embeddings"] = time.time() - clock
+                clock = time.time()
+            values[name] = metrics.fed(sample_emb, ref_emb) if name == "fed" else metrics.mauve(sample_emb, ref_emb, seed)
+        elif name == "nll":
+            examples = data.encode(tokenizer, records, cfg)
+            values["nll"] = metrics.mean_nll(model, examples, batch_size, tokenizer.pad_token_id,
+                                             next(model.parameters()).device, temperature=temperature)
+            values["ppl"] = metrics.perplexity(values["nll"])
+        seconds[name] = time.time() - clock
+    seconds["total"] = time.time() - started
+    report = {"samples": str(samples_or_run), "n_samples": len(samples), "references": ref_label,
+              "n_references": len(refs), "tokenize": tokenize, "temperature": temperature if run else None,
+              "metrics": values, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+    if out:
+        write_json(Path(out), report)
+    return report
+
+
+def table(report: dict) -> str:
+    """The report as aligned text lines for the terminal."""
+    lines = [f"samples     {report['samples']} ({report['n_samples']})",
+             f"references  {report['references']} ({report['n_references']})"]
+    width = max(len(k) for k in report["metrics"]) if report["metrics"] else 6
+    lines += [f"{k:<{width}}  {v:10.4f}" for k, v in report["metrics"].items()]
+    lines.append(f"{'seconds':<{width}}  {report['seconds']['total']:10.1f}  "
+                 + " ".join(f"{k}={v:.1f}" for k, v in report["seconds"].items() if k != "total"))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+
+def parse_temperatures(spec: str) -> list:
+    """'0.6:1.4:0.1' (start:stop:step, stop included) or '0.7,1.0,1.3' -> list of floats."""
+    try:
+        if ":" in spec:
+            start, stop, step = (float(x) for x in spec.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            values = [round(start + i * step, 6) for i in range(int(math.floor((stop - start) / step + 1e-9)) + 1)]
+        else:
+            values = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise AdvgenError(f"--temperatures '{spec}': use start:stop:step (e.g. 0.6:1.4:0.1) or a comma list") from None
+    if not values or min(values) <= 0:
+        raise AdvgenError(f"--temperatures '{spec}': temperatures must be positive")
+    return values
+
+
+def load_discriminator(run) -> tuple:
+    """-> (classifier, tokenizer) from the run's discriminator/ folder, or (None, None) where it has none."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = Path(run) / "discriminator"
+    if not folder.is_dir():
+        return None, None
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval().to(device())
+    return model, AutoTokenizer.from_pretrained(str(folder))
+
+
+@torch.no_grad()
+def realism(texts: list, model, tokenizer, batch_size: int = 64) -> float:
+    """Mean probability of label 1 ('real') that a discriminator gives the samples."""
+    probs = []
+    for i in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=256,
+                          return_tensors="pt").to(model.device)
+        probs.append(model(**batch).logits.softmax(-1)[:, 1])
+    return float(torch.cat(probs).mean())
+
+
+def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, batch_size: int = 64,
+          seed: int = 0, tokenize: str = "whitespace", progress=print) -> list:
+    """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv and sweep.png."""
+    if n < 2:
+        raise AdvgenError(f"--n must be at least 2 (Self-BLEU compares samples with each other), got {n}")
+    loaded = [(run, *load_run(run)) for run in runs]
+    test_splits = [reference_records("test", cfg)[0] for _, cfg, _, _ in loaded]  # bad input fails before sampling
+    names = [Path(r).name for r in runs]
+    names = names if len(set(names)) == len(names) else [str(r) for r in runs]
+    rows = []
+    for name, (run, cfg, model, tokenizer), ref_records in zip(names, loaded, test_splits):
+        model.to(device())
+        refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
+        examples = data.encode(tokenizer, ref_records, cfg)
+        discriminator = load_discriminator(run)
+        for t in temperatures:
+            clock = time.time()
+            texts = draw_samples(model, tokenizer, cfg, ref_records, n, t, top_p, batch_size, seed)
+            toks = metrics.tokens(texts, tokenize)
+            d = metrics.distinct(toks, 4)
+            row = {"run": name, "temperature": t, "n": n,
+                   "bleu-4": metrics.bleu(toks, refs, 4), "self-bleu-4": metrics.self_bleu(toks, 4),
+                   "distinct-1": d[0], "distinct-2": d[1], "distinct-4": d[3],
+                   "unique": metrics.unique_ratio(toks),
+                   "nll": metrics.mean_nll(model, examples, batch_size, tokenizer.pad_token_id,
+                                           next(model.parameters()).device, temperature=t),
+                   "realism": realism(texts, *discriminator) if discriminator[0] is not None else None,
+                   "seconds": round(time.time() - clock, 2)}
+            rows.append(row)
+            progress(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    write_text(out / "sweep.csv", buffer.getvalue())
+    plot_sweep(rows, out / "sweep.png")
+    return rows
+
+
+def write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def plot_sweep(rows: list, path: Path) -> None:
+    """Quality against diversity, one curve per run, each point labelled with its temperature."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("bleu-4", "BLEU-4 vs test (higher: closer to the data)"),
+              ("nll", "test NLL per token at that temperature (lower: better)")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, (key, label) in zip(axes, panels):
+        for name in dict.fromkeys(r["run"] for r in rows):
+            points = [r for r in rows if r["run"] == name]
+            xs, ys = [r["self-bleu-4"] for r in points], [r[key] for r in points]
+            ax.plot(xs, ys, marker="o", label=name)
+            for r, x, y in zip(points, xs, ys):
+                ax.annotate(f"{r['temperature']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("Self-BLEU-4 (lower: more diverse)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"temperature sweep, {rows[0]['n']} samples per point")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,274 @@
+import csv
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from advgen import config, data, metrics, models
+from advgen.cli import main
+from advgen.config import AdvgenError, PretrainConfig
+from advgen.evaluate import parse_temperatures
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "data"
+SMOOTH = SmoothingFunction().method1
+
+
+def nltk_bleu(refs, hyp, n):
+    return sentence_bleu(refs, hyp, tuple(1.0 / n for _ in range(n)), smoothing_function=SMOOTH)
+
+
+def random_corpus(rng, size, vocab, max_len):
+    return [[f"w{rng.randrange(vocab)}" for _ in range(rng.randrange(0, max_len))] for _ in range(size)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bleu_and_self_bleu_equal_nltk_on_random_corpora(seed):
+    rng = random.Random(seed)
+    # small vocabularies give many repeated n-grams (clipping) and many ties of length (brevity penalty);
+    # empty and one-token sentences and duplicates occur too
+    hyps = random_corpus(rng, rng.randrange(2, 40), rng.choice([3, 8, 30]), 12)
+    hyps += [list(hyps[0]), []]
+    refs = random_corpus(rng, rng.randrange(1, 40), rng.choice([3, 8, 30]), 15)
+    ours, ours_self = metrics.bleu_scores(hyps, refs, 5), metrics.self_bleu_scores(hyps, 5)
+    for n in range(1, 6):
+        want = [nltk_bleu(refs, h, n) for h in hyps]
+        want_self = [nltk_bleu(hyps[:i] + hyps[i + 1:], h, n) for i, h in enumerate(hyps)]
+        np.testing.assert_allclose(ours[n - 1], want, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(ours_self[n - 1], want_self, rtol=0, atol=1e-9)
+    assert ours_self.max() > 0 and ours.max() > 0
+
+
+@pytest.mark.skipif(not (COCO / "coco_test.txt").exists(), reason="needs ../shared/data/coco_test.txt beside the repository")
+def test_bleu_and_self_bleu_equal_nltk_on_coco():
+    test = (COCO / "coco_test.txt").read_text().splitlines()
+    samples, refs = test[:200], test[200:700]
+    self4 = metrics.self_bleu_scores(samples, 4)[3]
+    want = [nltk_bleu([s.split() for s in samples[:i] + samples[i + 1:]], h.split(), 4) for i, h in enumerate(samples)]
+    np.testing.assert_allclose(self4, want, rtol=0, atol=1e-9)
+    bleu4 = metrics.bleu_scores(samples[:60], refs, 4)[3]
+    want = [nltk_bleu([r.split() for r in refs], h.split(), 4) for h in samples[:60]]
+    np.testing.assert_allclose(bleu4, want, rtol=0, atol=1e-9)
+    assert metrics.self_bleu(samples, 4) == pytest.approx(np.mean(want_self := self4))
+    assert 0.1 < np.mean(want_self) < 0.9
+
+
+def test_self_bleu_never_uses_the_sentence_itself():
+    # With itself among its references every sentence would score 1.
+    samples = ["a red dress", "a blue skirt with pockets"]
+    assert metrics.self_bleu(samples, 2) < 0.5
+    assert metrics.self_bleu(samples + ["a red dress"], 2) > metrics.self_bleu(samples, 2)
+
+
+def test_distinct_and_entropy_on_a_hand_computed_case():
+    samples = ["a b a b", "a c"]
+    # unigrams a b a b a c: 3 distinct of 6; bigrams ab ba ab ac: 3 distinct of 4; trigrams aba bab: 2 of 2
+    assert metrics.distinct(samples, 3) == [3 / 6, 3 / 4, 2 / 2]
+    h1 = -(3 / 6 * math.log(3 / 6) + 2 / 6 * math.log(2 / 6) + 1 / 6 * math.log(1 / 6))
+    h2 = -(2 / 4 * math.log(2 / 4) + 2 * (1 / 4 * math.log(1 / 4)))
+    h3 = math.log(2)
+    assert metrics.entropy(samples, 3) == pytest.approx([h1, h2, h3], abs=1e-12)
+    assert metrics.distinct(["a"], 2) == [1.0, 0.0]  # no bigram at all
+    assert metrics.entropy(["x x x x"], 1) == [0.0]
+
+
+def test_unique_ratio_and_ms_jaccard_by_hand():
+    assert metrics.unique_ratio(["a b", "a  b", "c"]) == pytest.approx(2 / 3)  # same tokens -> same sample
+    # per-sentence unigram counts: samples a 1, b .5, c .5; refs a 1, b 1 -> 1.5 / 2.5.
+    # bigrams: samples ab .5, ac .5; refs ab 1 -> .5 / 1.5
+    assert metrics.ms_jaccard(["a b", "a c"], ["a b"], 2) == pytest.approx(math.sqrt(0.6 * (1 / 3)))
+    assert metrics.ms_jaccard(["a b c", "d e"], ["d e", "a b c"], 3) == pytest.approx(1.0)
+    assert metrics.ms_jaccard(["a b"], ["c d"], 1) == 0.0
+
+
+def test_tokenization_is_stated_and_forms_must_match():
+    assert metrics.tokens(["Nice dress, runs small!"], "words") == [["Nice", "dress", ",", "runs", "small", "!"]]
+    assert metrics.tokens(["Nice dress, runs small!"]) == [["Nice", "dress,", "runs", "small!"]]
+    assert metrics.tokens(["A B"], str.lower) == ["a b"]  # any callable
+    assert metrics.bleu([["a", "b"]], [["a", "b"]], 2) == pytest.approx(1.0)
+    with pytest.raises(AdvgenError, match="differ in form"):
+        metrics.bleu(["a b"], [["a", "b"]], 2)
+    with pytest.raises(AdvgenError, match="mix"):
+        metrics.self_bleu(["a b", ["a", "b"]], 2)
+    with pytest.raises(AdvgenError, match="at least two"):
+        metrics.self_bleu(["a b"], 2)
+
+
+def test_fed_is_zero_for_identical_sets_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 8)) @ rng.normal(size=(8, 8))
+    assert abs(metrics.fed(x, x)) < 1e-9
+    shift = np.eye(8)[0]
+    # A pure shift leaves the covariance as it is, so FED is exactly the squared shift.
+    values = [metrics.fed(x + d * shift, x) for d in (0.1, 0.5, 1.0, 2.0)]
+    np.testing.assert_allclose(values, [0.01, 0.25, 1.0, 4.0], rtol=1e-7)
+    # Against the textbook formula with scipy's matrix square root, on two different covariances.
+    from scipy.linalg import sqrtm
+
+    y = rng.normal(size=(1500, 8)) * np.linspace(0.5, 2, 8) + 0.3
+    cx, cy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    want = np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(cx + cy - 2 * sqrtm(cx @ cy).real)
+    assert metrics.fed(x, y) == pytest.approx(want, rel=1e-8)
+
+
+def test_packaged_encoder_embeddings_fed_and_mauve_offline():
+    encoder = metrics.encoder()
+    dresses = [f"{c} {f} dress with {d}" for c in ("red", "blue", "black", "green", "white")
+               for f in ("silk", "cotton", "linen", "knit") for d in ("pockets", "buttons", "a belt")]
+    news = [f"the {o} {v} the {t} on {d}" for o in ("minister", "council", "court", "bank") for v in ("approved", "rejected", "delayed")
+            for t in ("budget", "plan", "merger", "rate change", "new law") for d in ("monday", "friday")][:60]
+    e_dress, e_news = metrics.embed(dresses, *encoder), metrics.embed(news, *encoder)
+    assert e_dress.shape == (60, 384) and np.allclose(np.linalg.norm(e_dress, axis=1), 1)
+    model, tokenizer = encoder
+    with torch.no_grad():  # each text alone, no padding: the mean of its token states, normalised
+        alone = [torch.nn.functional.normalize(model(**tokenizer([t], return_tensors="pt")).last_hidden_state[0].mean(0), dim=0)
+                 for t in (dresses[0], news[-1], "")]
+    np.testing.assert_allclose(metrics.embed([news[-1], "", dresses[0]], *encoder, batch_size=2),
+                               torch.stack(alone)[[1, 2, 0]].numpy(), atol=1e-5)
+    assert abs(metrics.fed(e_dress, e_dress)) < 1e-9
+    assert metrics.fed(e_dress[:30], e_dress[30:]) < metrics.fed(e_dress, e_news)
+    assert metrics.mauve(e_dress, e_dress) > 0.9 > 0.5 > metrics.mauve(e_news, e_dress)
+
+
+def test_mean_nll_with_temperature_is_the_cross_entropy_of_scaled_logits():
+    model, tokenizer = models.load_generator("scratch:gpt2-tiny", seed=0)
+    examples = [([tokenizer.eos_token_id], data.target_ids(tokenizer, t, 8)) for t in ["red dress", "a soft knit top"]]
+    batch = data.collate(examples, tokenizer.pad_token_id)
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    for t in (1.0, 0.7):
+        want = torch.nn.functional.cross_entropy((logits / t).flatten(0, 1), labels.flatten(), ignore_index=-100)
+        got = metrics.mean_nll(model, examples, 2, tokenizer.pad_token_id, "cpu", temperature=t)
+        assert got == pytest.approx(float(want), rel=1e-5)
+
+
+# -------------------------------------------------------------------------------------------
+# advgen evaluate and advgen sweep
+
+TITLES = [f"{a} {c} {g}" for a in ("lovely", "perfect", "cute", "comfy", "great", "pretty", "soft", "flattering")
+          for c in ("red", "blue", "black", "green") for g in ("dress", "top", "skirt")]
+
+
+def tiny_run(folder: Path, corpus: Path, discriminator: bool = False, seed: int = 0) -> Path:
+    model, tokenizer = models.load_generator("scratch:gpt2-tiny", seed=seed)
+    models.save(model, tokenizer, folder / "generator")
+    config.save(PretrainConfig(out=str(folder), corpus=str(corpus), field="title", generator="scratch:gpt2-tiny",
+                               max_target_tokens=6), folder / "config.json")
+    if discriminator:
+        d, d_tokenizer = models.load_discriminator("scratch:bert-tiny", seed=seed)
+        models.save(d, d_tokenizer, folder / "discriminator")
+    return folder
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "titles.txt"
+    path.write_text("\n".join(TITLES) + "\n")
+    return path
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_evaluate_a_samples_file_writes_table_and_json(tmp_path):
+    samples, refs = tmp_path / "samples.jsonl", tmp_path / "refs.txt"
+    texts = TITLES[::3] + ["lovely red dress"]
+    samples.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    refs.write_text("\n".join(TITLES[1::2]) + "\n")
+    out = tmp_path / "report.json"
+    result = cli("evaluate", samples, "--references", refs, "--metrics", "bleu,self-bleu,distinct,entropy,unique,ms-jaccard",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    m = report["metrics"]
+    assert report["n_samples"] == len(texts) and report["n_references"] == len(TITLES[1::2])
+    assert m["bleu-4"] == pytest.approx(metrics.bleu(texts, TITLES[1::2], 4))
+    assert m["self-bleu-3"] == pytest.approx(metrics.self_bleu(texts, 3))
+    assert m["distinct-2"] == pytest.approx(metrics.distinct(texts, 2)[1])
+    assert m["unique"] == pytest.approx(len(set(texts)) / len(texts))
+    assert "fed" not in m and "nll" not in m
+    assert "self-bleu-4" in result.output and "ms-jaccard-4" in result.output  # the table
+
+
+def test_evaluate_a_run_draws_samples_and_scores_every_metric(tmp_path, corpus):
+    run = tiny_run(tmp_path / "run", corpus)
+    out = tmp_path / "report.json"
+    result = cli("evaluate", run, "--references", "train", "--n", 24, "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    train = data.split(data.select(data.load_corpus(corpus), "title"), "train", "title")
+    assert report["n_samples"] == 24 and report["n_references"] == len(train)
+    assert set(report["metrics"]) >= {"bleu-4", "self-bleu-4", "distinct-4", "entropy-1", "unique", "ms-jaccard-4",
+                                      "fed", "mauve", "nll", "ppl"}
+    assert math.log(50257) - 1 < report["metrics"]["nll"] < math.log(50257) + 1  # an untrained model: about uniform
+    assert report["metrics"]["fed"] > 0
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    ("empty", ["samples.txt"], "is empty"),
+    ("no-text-field", ["samples.jsonl"], "has no 'title' or 'text' field"),
+    ("not-json", ["samples.jsonl"], "is not JSON"),
+    ("good", ["samples.txt", "--references", "tset"], "neither a split"),
+    ("good", ["samples.txt", "--metrics", "bleu,nll"], "needs a run folder"),
+    ("good", ["samples.txt", "--metrics", "blue"], "unknown metric"),
+    ("good", ["missing.txt"], "no samples file or run folder"),
+    ("good", ["samples.txt", "--references", "refs.jsonl"], "has no 'title' or 'text' field"),
+    ("run-without-generator", ["run"], "is not a run folder"),
+])
+def test_evaluate_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, setup, args, message):
+    monkeypatch.chdir(tmp_path)
+    Path("samples.txt").write_text("" if setup == "empty" else "a red dress\na blue top\n")
+    Path("samples.jsonl").write_text('{"title_x": "a"}\n' if setup == "no-text-field" else "a red dress\n")
+    Path("refs.jsonl").write_text('{"name": "a red dress"}\n')
+    Path("run").mkdir()
+    Path("run/config.json").write_text("{}")
+    result = cli("evaluate", *args, "--out", "report.json")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not Path("report.json").exists()
+
+
+def test_evaluate_a_missing_reference_split_exits_2(tmp_path, corpus):
+    one_title = tmp_path / "one.txt"
+    one_title.write_text("lovely red dress\n")
+    run = tiny_run(tmp_path / "run", one_title)
+    result = cli("evaluate", run, "--references", "test", "--out", tmp_path / "r.json")
+    assert result.exit_code == 2 and "split" in result.output and "empty" in result.output, result.output
+
+
+def test_parse_temperatures():
+    assert parse_temperatures("0.6:1.4:0.1") == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4])
+    assert parse_temperatures("0.7, 1.0") == [0.7, 1.0]
+    for bad in ("1:0.5:0.1", "a:b:c", "0:1:0.5", ""):
+        with pytest.raises(AdvgenError):
+            parse_temperatures(bad)
+
+
+def test_sweep_writes_csv_and_plot_one_curve_per_run(tmp_path, corpus):
+    a = tiny_run(tmp_path / "plain", corpus)
+    b = tiny_run(tmp_path / "adversarial", corpus, discriminator=True, seed=1)
+    out = tmp_path / "sweep"
+    result = cli("sweep", a, b, "--temperatures", "0.5,1.5", "--n", 12, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [(r["run"], float(r["temperature"])) for r in rows] == [
+        ("plain", 0.5), ("plain", 1.5), ("adversarial", 0.5), ("adversarial", 1.5)]
+    for r in rows:
+        assert 0 <= float(r["bleu-4"]) <= 1 and 0 <= float(r["self-bleu-4"]) <= 1 and 0 < float(r["distinct-1"]) <= 1
+    assert all(r["realism"] == "" for r in rows[:2]) and all(0 < float(r["realism"]) < 1 for r in rows[2:])
+    # the NLL is the temperature's: an untrained model is nearly uniform, and a higher temperature
+    # flattens it further towards the uniform NLL, log V
+    for cold, hot in (rows[0:2], rows[2:4]):
+        assert abs(float(hot["nll"]) - math.log(50257)) < abs(float(cold["nll"]) - math.log(50257))
+    assert (out / "sweep.png").stat().st_size > 10_000
+    bad = cli("sweep", a, tmp_path / "nowhere", "--out", tmp_path / "s2")
+    assert bad.exit_code == 2 and "not a run folder" in bad.output and not (tmp_path / "s2").exists()
