@@ -103,7 +103,7 @@ def sample(run, compile_, **kwargs):
               help="n-gram tokens: str.split, or word runs and punctuation marks")
 @click.option("--max-n", type=int, default=4, show_default=True, help="largest n-gram order")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size for a run")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for a run; MAUVE's k-means seed")
 @bad_input_exits_2
 def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed):
     """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
@@ -124,7 +124,7 @@ def evaluate(samples_or_run, references, metric_names, out, n, temperature, fiel
 @click.option("--tokenize", type=click.Choice(["whitespace", "words"]), default="whitespace", show_default=True,
               help="n-gram tokens: str.split, or word runs and punctuation marks")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed (the same at every temperature)")
 @bad_input_exits_2
 def sweep(runs, temperatures, n, out, top_p, tokenize, batch_size, seed):
     """Sample each run across temperatures: quality (BLEU-4, test NLL, realism) against diversity (Self-BLEU-4, distinct-n)."""

@@ -108,8 +108,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         raise AdvgenError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     if "nll" in names and not run:
         raise AdvgenError("the nll metric needs a run folder (a generator), not a samples file")
-    if max_n < 1:
-        raise AdvgenError(f"--max-n must be at least 1, got {max_n}")
+    if max_n < 1 or n < 0 or batch_size < 1:
+        raise AdvgenError(f"--max-n and --batch-size must be positive and --n not negative, got {max_n}, {batch_size}, {n}")
     if not isinstance(tokenize, str) or tokenize not in metrics.TOKENIZERS:
         raise AdvgenError(f"unknown --tokenize '{tokenize}' (choose {', '.join(metrics.TOKENIZERS)})")
 
@@ -230,6 +230,8 @@ def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, 
     """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv and sweep.png."""
     if n < 2:
         raise AdvgenError(f"--n must be at least 2 (Self-BLEU compares samples with each other), got {n}")
+    if batch_size < 1:
+        raise AdvgenError(f"--batch-size must be positive, got {batch_size}")
     loaded = [(run, *load_run(run)) for run in runs]
     test_splits = [reference_records("test", cfg)[0] for _, cfg, _, _ in loaded]  # bad input fails before sampling
     names = [Path(r).name for r in runs]
