@@ -1,4 +1,5 @@
 import json
+import os
 import math
 import signal
 import subprocess
@@ -109,9 +110,12 @@ def _cli(out, *extra):
 
 def test_resume_after_kill_reaches_the_same_weights(tmp_path):
     """Kill a run with SIGKILL after a checkpoint, resume it, and compare with an uninterrupted run."""
-    subprocess.run(_cli(tmp_path / "full"), check=True, capture_output=True)
+    # One thread per process: the runs' float sums then never depend on how many threads a busy
+    # machine hands out, only on the seed and the checkpoint.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run(_cli(tmp_path / "full"), check=True, capture_output=True, env=env)
 
-    proc = subprocess.Popen(_cli(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cli(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -123,7 +127,7 @@ def test_resume_after_kill_reaches_the_same_weights(tmp_path):
     killed_at = max(r["step"] for r in rows(metrics))
     assert killed_at < 12, "the run finished before it could be killed"
 
-    subprocess.run(_cli(tmp_path / "killed", "--resume"), check=True, capture_output=True)
+    subprocess.run(_cli(tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env)
     full = torch.load(tmp_path / "full" / "checkpoint" / "state.pt", weights_only=False)
     resumed = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)
     assert full["step"] == resumed["step"] == 12
