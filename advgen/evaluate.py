@@ -10,33 +10,17 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from advgen import config, data, metrics, models, sampling
+from advgen import data, metrics, models, sampling
 from advgen.config import AdvgenError, PretrainConfig
-from advgen.runlog import write_json
+from advgen.runlog import atomic, write_json
 
 METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "nll"]
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_run(path):
-    """Run folder -> (config, generator, tokenizer). The config tells the corpus, field and prompts."""
-    run = Path(path)
-    if not (run / "config.json").is_file() or not (run / "generator" / "config.json").is_file():
-        raise AdvgenError(f"{run} is not a run folder (needs config.json and generator/)")
-    cfg = config.load(PretrainConfig, run / "config.json")
-    model, tokenizer = models.load_generator(str(run / "generator"))
-    return cfg, model, tokenizer
 
 
 def texts_of(records: list, field: str, what: str) -> list:
@@ -50,11 +34,7 @@ def texts_of(records: list, field: str, what: str) -> list:
 def reference_records(references: str, cfg: PretrainConfig) -> tuple:
     """'train'/'valid'/'test' -> that split of cfg's corpus; a path -> the file's records. -> (records, label)."""
     if references in data.SPLITS:
-        records = data.select(data.load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source)
-        rows = data.split(records, references, cfg.split_by or data.default_group(records, cfg.field))
-        if not rows:
-            raise AdvgenError(f"the {references} split of corpus '{cfg.corpus}' is empty")
-        return rows, f"{references} split of {cfg.corpus} ({cfg.field})"
+        return data.load_splits(cfg)[references], f"{references} split of {cfg.corpus} ({cfg.field})"
     if not Path(references).is_file():
         raise AdvgenError(f"--references '{references}' is neither a split ({', '.join(data.SPLITS)}) nor a file")
     return data.load_corpus(references), references
@@ -62,14 +42,12 @@ def reference_records(references: str, cfg: PretrainConfig) -> tuple:
 
 def draw_samples(model, tokenizer, cfg, records: list, n: int, temperature: float = 1.0, top_p: float = 1.0,
                  batch_size: int = 64, seed: int = 0) -> list:
-    """n samples from the prompts of `records` (cycled), in batches; batch b uses seed + b."""
+    """n samples from the prompts of `records` (cycled), in batches (see sampling.sample_batches)."""
     prompts = [data.prompt_ids(tokenizer, records[i % len(records)], cfg.field, cfg.condition, cfg.source,
                                cfg.max_source_tokens) for i in range(n)]
-    texts = []
-    for b, i in enumerate(range(0, n, batch_size)):
-        texts += sampling.sample(model, tokenizer, prompts[i:i + batch_size], cfg.max_target_tokens,
-                                 temperature=temperature, top_p=top_p, seed=seed + b)
-    return texts
+    batches = sampling.sample_batches(model, tokenizer, prompts, cfg.max_target_tokens, batch_size, seed,
+                                      temperature=temperature, top_p=top_p)
+    return [text for _, s in batches for text in sampling.decode(tokenizer, s)]
 
 
 def cached_embeddings(texts: list, encoder) -> np.ndarray:
@@ -80,11 +58,8 @@ def cached_embeddings(texts: list, encoder) -> np.ndarray:
     if path.is_file():
         return np.load(path).astype(np.float64)
     out = unique_embeddings(texts, encoder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-    os.close(fd)
-    np.save(tmp, out.astype(np.float32))
-    os.replace(tmp, path)
+    with atomic(path, suffix=".npy") as tmp:
+        np.save(tmp, out.astype(np.float32))
     return out
 
 
@@ -116,8 +91,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     seconds = {}
     clock = time.time()
     if run:
-        cfg, model, tokenizer = load_run(samples_or_run)
-        model.to(device())
+        cfg, model, tokenizer = models.load_run(samples_or_run)
+        model.to(models.resolve_device("auto"))
     else:
         if not Path(samples_or_run).read_bytes().strip():
             raise AdvgenError(f"samples file {samples_or_run} is empty")
@@ -152,7 +127,7 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
             values[f"ms-jaccard-{max_n}"] = metrics.ms_jaccard(sample_tokens, ref_tokens, max_n)
         elif name in ("fed", "mauve"):
             if "embeddings" not in seconds:
-                encoder = metrics.encoder(device=device())
+                encoder = metrics.encoder(device=models.resolve_device("auto"))
                 sample_emb, ref_emb = unique_embeddings(samples, encoder), cached_embeddings(refs, encoder)
                 seconds["embeddings"] = time.time() - clock
                 clock = time.time()
@@ -210,7 +185,7 @@ def load_discriminator(run) -> tuple:
     folder = Path(run) / "discriminator"
     if not folder.is_dir():
         return None, None
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval().to(device())
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval().to(models.resolve_device("auto"))
     return model, AutoTokenizer.from_pretrained(str(folder))
 
 
@@ -232,13 +207,13 @@ def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, 
         raise AdvgenError(f"--n must be at least 2 (Self-BLEU compares samples with each other), got {n}")
     if batch_size < 1:
         raise AdvgenError(f"--batch-size must be positive, got {batch_size}")
-    loaded = [(run, *load_run(run)) for run in runs]
+    loaded = [(run, *models.load_run(run)) for run in runs]
     test_splits = [reference_records("test", cfg)[0] for _, cfg, _, _ in loaded]  # bad input fails before sampling
     names = [Path(r).name for r in runs]
     names = names if len(set(names)) == len(names) else [str(r) for r in runs]
     rows = []
     for name, (run, cfg, model, tokenizer), ref_records in zip(names, loaded, test_splits):
-        model.to(device())
+        model.to(models.resolve_device("auto"))
         refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
         examples = data.encode(tokenizer, ref_records, cfg)
         discriminator = load_discriminator(run)
@@ -263,16 +238,10 @@ def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, 
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    write_text(out / "sweep.csv", buffer.getvalue())
+    with atomic(out / "sweep.csv") as tmp:
+        tmp.write_text(buffer.getvalue())
     plot_sweep(rows, out / "sweep.png")
     return rows
-
-
-def write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def plot_sweep(rows: list, path: Path) -> None:
@@ -298,8 +267,6 @@ def plot_sweep(rows: list, path: Path) -> None:
     axes[0].legend()
     fig.suptitle(f"temperature sweep, {rows[0]['n']} samples per point")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    with atomic(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -220,3 +220,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AdvgenError(f"device '{name}' requested but CUDA is not available")
     return device
+
+
+def load_run(path) -> tuple:
+    """Run folder -> (config, generator, tokenizer). The config tells the corpus, field and prompts."""
+    from advgen import config
+
+    run = Path(path)
+    if not (run / "config.json").is_file() or not (run / "generator" / "config.json").is_file():
+        raise AdvgenError(f"{run} is not a run folder (needs config.json and generator/)")
+    cfg = config.load(config.PretrainConfig, run / "config.json")
+    model, tokenizer = load_generator(str(run / "generator"))
+    return cfg, model, tokenizer

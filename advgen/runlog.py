@@ -3,20 +3,36 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically: a crash never leaves a half-written file."""
+@contextmanager
+def atomic(path, suffix: str = ""):
+    """Yield a temporary path beside `path`; it replaces `path` when the block succeeds and is deleted
+    when it fails, so a crash or bad input never leaves a half-written file or loses the old one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def progress(total: int, desc: str, **kwargs):
+    """A tqdm bar that redraws at most every 30 s when stderr is not a terminal (short CI logs)."""
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30, **kwargs)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically: a crash never leaves a half-written file."""
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def read_jsonl(path: Path) -> list:
@@ -28,10 +44,8 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     if not Path(path).exists():
         return
     rows = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.")
-    with os.fdopen(fd, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 class RunLog:
@@ -46,8 +60,7 @@ class RunLog:
             self.tb = SummaryWriter(str(self.folder / "tb"), purge_step=initial_step + 1)
         except ImportError:
             self.tb = None
-        self.bar = tqdm(total=total_steps, initial=initial_step, desc=desc, dynamic_ncols=True,
-                        mininterval=0.5 if sys.stderr.isatty() else 30)  # keep CI logs short
+        self.bar = progress(total_steps, desc, initial=initial_step)
 
     def log(self, step: int, scalars: dict) -> None:
         self.metrics.write(json.dumps({"step": step, **scalars}) + "\n")

@@ -3,7 +3,7 @@
 The pieces, each a small function (gpt-fast style):
 
     logits --sampling_weights--> filtered probabilities over candidates --draw--> token, log-probs
-    prompts --prefill--> cache + first logits --decode_step (x N)--> tokens, mask, log-probs
+    prompts --prefill--> cache + first logits --_decode_step (x N)--> tokens, mask, log-probs
 
 The forward runs the HF model's own modules (embeddings, norms, projections, MLPs, so LoRA layers
 and any HF weight layout work unchanged) around advgen's attention over a cache indexed by position.
@@ -11,13 +11,12 @@ GPT-2 and Llama-family models (Llama, Mistral, Qwen2; SmolLM2 is a Llama) are su
 
 Sampling controls follow HF `generate`'s definitions and order: repetition penalty, temperature,
 top-k, top-p, min-p. Each may be a scalar or a per-row tensor, so one batch can sweep temperatures.
-Top-p never sorts the vocabulary: the nucleus threshold is found by a three-pass radix select over
+Top-p never sorts the vocabulary: the nucleus threshold is found by a two-pass radix select over
 the probabilities' float bits, which gives the exact nucleus of HF's sorted-cumsum definition.
 A draw is one uniform number per row, inverted through the cumulative sum of the kept
 probabilities. Nothing inside the decode loop reads a value back to the host on CUDA.
 """
 import json
-import os
 import random
 from pathlib import Path
 from typing import NamedTuple
@@ -135,13 +134,12 @@ def _unwrap(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _check_supported(model) -> str:
+def _check_supported(model) -> None:
     kind = model.config.model_type
     if kind != "gpt2" and kind not in LLAMA_FAMILY:
         raise AdvgenError(f"advgen's sampler supports gpt2 and {', '.join(LLAMA_FAMILY)} models, not {kind!r}")
     if kind == "gpt2" and model.config.reorder_and_upcast_attn:
         raise AdvgenError("advgen's sampler does not support GPT-2's reorder_and_upcast_attn")
-    return kind
 
 
 def new_cache(model, batch: int, length: int) -> torch.Tensor:
@@ -202,9 +200,9 @@ def _llama_hidden(model, cache, ids, positions, slots, allowed):
 def forward_last(model, cache, ids, positions, slots, key_valid):
     """Run ids (B, T) at cache slots (T,) with position ids (B, T); return float32 logits of the last
     position (B, V). key_valid (B, S) marks the cache slots that hold real tokens."""
-    S = cache.shape[4]
-    causal = torch.arange(S, device=ids.device) <= slots[:, None]                  # (T, S)
-    allowed = (key_valid[:, None, :] & causal) | (torch.arange(S, device=ids.device) == slots[:, None])
+    slot_index = torch.arange(cache.shape[4], device=ids.device)
+    # causal over real tokens; every query also sees its own slot, so a padding row never attends to nothing
+    allowed = (key_valid[:, None, :] & (slot_index <= slots[:, None])) | (slot_index == slots[:, None])  # (B, T, S)
     hidden = _gpt2_hidden if model.config.model_type == "gpt2" else _llama_hidden
     h = hidden(model, cache, ids, positions, slots, allowed[:, None])
     return model.lm_head(h[:, -1]).float()
@@ -220,6 +218,24 @@ def left_pad(prompts: list, pad_id: int, device):
     ids = torch.tensor([[pad_id] * (P - len(p)) + list(p) for p in prompts], device=device)
     valid = torch.tensor([[False] * (P - len(p)) + [True] * len(p) for p in prompts], device=device)
     return ids, valid
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded (B, T) mask, as HF computes them: the first real token is 0."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def prefill(model, prompts: list, max_new_tokens: int, pad_id: int):
+    """Left-pad the prompts, allocate the cache for max_new_tokens more, run the prompts through it.
+    -> (last-position logits (B, V), cache, key_valid (B, S), position of the first new token (B, 1))."""
+    device = next(model.parameters()).device
+    ids, valid = left_pad(prompts, pad_id, device)
+    B, P = ids.shape
+    key_valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=device)], dim=1)
+    cache = new_cache(model, B, P + max_new_tokens)
+    pos = positions(valid)
+    logits = forward_last(model, cache, ids, pos, torch.arange(P, device=device), key_valid)
+    return logits, cache, key_valid, pos[:, -1:] + 1
 
 
 def check_controls(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0) -> None:
@@ -288,24 +304,21 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     vocab = model.config.vocab_size
     c = _controls(B, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty)
 
-    ids, valid = left_pad(prompts, pad_id, device)
-    positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # the first real token is position 0, as in HF
-    key_valid = torch.cat([valid, torch.ones(B, N, dtype=torch.bool, device=device)], dim=1)
-    cache = new_cache(model, B, P + N)
     gen = torch.Generator(device=device).manual_seed(seed)
     uniforms = torch.rand(N, B, 1, generator=gen, device=device)
     seen = None
     if c["penalty"] is not None:
-        seen = torch.zeros(B, vocab, dtype=torch.bool, device=device).scatter_(1, ids, valid)
+        seen = torch.zeros(B, vocab, dtype=torch.bool, device=device)
+        for row, p in enumerate(prompts):
+            seen[row, list(p)] = True
 
     was_training = model.training
     model.eval()
     step = torch.compile(_decode_step, mode="reduce-overhead" if device.type == "cuda" else None) if compile \
         else _decode_step
     try:
-        logits = forward_last(model, cache, ids, positions, torch.arange(P, device=device), key_valid)
+        logits, cache, key_valid, next_position = prefill(model, prompts, N, pad_id)
         token, logprob, model_logprob = _pick(logits, seen, uniforms[0], c)
-        next_position = positions[:, -1:] + 1
         out = [torch.zeros(B, N, dtype=dt, device=device) for dt in (torch.long, torch.bool, torch.float, torch.float)]
         done = torch.zeros(B, dtype=torch.bool, device=device)
         for t in range(N):
@@ -354,13 +367,12 @@ def teacher_forced_logprobs(model, prompts: list, samples: Samples, pad_id: int 
     """Log-probabilities (B, N) of the sampled tokens under the model's full forward over prompt +
     sample, at temperature 1, with gradient when enabled; 0 where samples.mask is False. This is the
     policy's log-likelihood that policy gradients differentiate."""
-    B, N = samples.tokens.shape
     ids, valid = left_pad(prompts, pad_id, samples.tokens.device)
     P = ids.shape[1]
     ids = torch.cat([ids, samples.tokens], dim=1)
-    attention = torch.cat([valid, samples.mask], dim=1).long()
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits[:, P - 1:-1].float()
+    attention = torch.cat([valid, samples.mask], dim=1)
+    logits = model(input_ids=ids, attention_mask=attention.long(),
+                   position_ids=positions(attention)).logits[:, P - 1:-1].float()
     logp = logits.log_softmax(-1).gather(2, samples.tokens[:, :, None]).squeeze(2)
     return logp * samples.mask
 
@@ -385,6 +397,15 @@ def parse_condition(text, conditioned: list) -> dict:
     return values
 
 
+def sample_batches(model, tokenizer, prompts: list, max_new_tokens: int, batch_size: int = 64, seed: int = 0,
+                   **controls):
+    """Yield (start, Samples) for consecutive batches of prompts; the batch starting at prompt `start` is
+    drawn with seed + start."""
+    for start in range(0, len(prompts), batch_size):
+        yield start, generate(model, prompts[start:start + batch_size], max_new_tokens, eos_id=tokenizer.eos_token_id,
+                              pad_id=tokenizer.pad_token_id, seed=seed + start, **controls)
+
+
 def sample_run(run, out, n: int, condition=None, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
                repetition_penalty=1.0, max_new_tokens=None, batch_size=64, seed=0, device="auto",
                compile=False) -> Path:
@@ -392,48 +413,25 @@ def sample_run(run, out, n: int, condition=None, temperature=1.0, top_k=0, top_p
 
     Prompts follow the run's task: condition fields given in `condition` are fixed; the others, and the
     source text of source-conditioned runs, come from the run's test split in a seeded order."""
-    from advgen import config, data, models
+    from advgen import data, models
+    from advgen.runlog import atomic, progress
 
-    run, out = Path(run), Path(out)
-    if not (run / "generator").is_dir():
-        raise AdvgenError(f"{run} is not a run folder (no generator/ in it)")
     if n < 1 or batch_size < 1:
         raise AdvgenError("--n and --batch-size must be positive")
     check_controls(temperature, top_k, top_p, min_p, repetition_penalty)
-    cfg = config.load(config.PretrainConfig, run / "config.json")
-    fixed = parse_condition(condition, cfg.condition)
-    max_new_tokens = max_new_tokens or cfg.max_target_tokens
     dev = models.resolve_device(device)
+    cfg, model, tokenizer = models.load_run(run)
+    fixed = parse_condition(condition, cfg.condition)
     records = data.load_splits(cfg)["test"]
     order = random.Random(seed).sample(range(len(records)), len(records))
     rows = [{**records[order[i % len(records)]], **fixed} for i in range(n)]
-    model, tokenizer = models.load_generator(str(run / "generator"))
-    model.to(dev)
     prompts = [data.prompt_ids(tokenizer, r, cfg.field, cfg.condition, cfg.source, cfg.max_source_tokens) for r in rows]
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        _write_samples(tmp, model, tokenizer, prompts, rows, cfg, batch_size, seed, max_new_tokens,
-                       dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                            repetition_penalty=repetition_penalty, compile=compile))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
-def _write_samples(path, model, tokenizer, prompts, rows, cfg, batch_size, seed, max_new_tokens, controls):
-    from tqdm import tqdm
-
-    n = len(prompts)
-    with open(path, "w") as f, tqdm(total=n, desc="sample", unit="text", mininterval=0 if os.isatty(2) else 30) as bar:
-        for start in range(0, n, batch_size):
-            batch = prompts[start:start + batch_size]
-            s = generate(model, batch, max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
-                         seed=seed + start, **controls)
-            texts = decode(tokenizer, s)
-            for i, text in enumerate(texts):
+    batches = sample_batches(model.to(dev), tokenizer, prompts, max_new_tokens or cfg.max_target_tokens, batch_size,
+                             seed, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                             repetition_penalty=repetition_penalty, compile=compile)
+    with atomic(out) as tmp, open(tmp, "w") as f, progress(n, "sample", unit="text") as bar:
+        for start, s in batches:
+            for i, text in enumerate(decode(tokenizer, s)):
                 r = rows[start + i]
                 row = {"text": text, "condition": {c: r[c] for c in cfg.condition}}
                 if cfg.source:
@@ -443,4 +441,5 @@ def _write_samples(path, model, tokenizer, prompts, rows, cfg, batch_size, seed,
                            logprob=round(float(s.logprobs[i].sum()), 4),
                            model_logprob=round(float(s.model_logprobs[i].sum()), 4))
                 f.write(json.dumps(row) + "\n")
-            bar.update(len(batch))
+            bar.update(len(s.tokens))
+    return Path(out)

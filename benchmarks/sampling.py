@@ -63,18 +63,13 @@ def measure(fns: dict, new_tokens, device, repeats):
 
 
 def forward_only(model, prompts, new_tokens):
-    """advgen's prefill and decode steps with no sampling: the lower bound of sampled decoding."""
-    device = next(model.parameters()).device
-    ids, valid = sampling.left_pad(prompts, 0, device)
-    B, P = ids.shape
-    positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
-    key_valid = torch.cat([valid, torch.ones(B, new_tokens, dtype=torch.bool, device=device)], dim=1)
-    cache = sampling.new_cache(model, B, P + new_tokens)
-    sampling.forward_last(model, cache, ids, positions, torch.arange(P, device=device), key_valid)
-    token = ids[:, -1]
+    """advgen's prefill and decode steps with no sampling (the next input is the last prompt token):
+    the lower bound of sampled decoding."""
+    _, cache, key_valid, position = sampling.prefill(model, prompts, new_tokens, 0)
+    P = cache.shape[4] - new_tokens
+    token = torch.tensor([p[-1] for p in prompts], device=cache.device)[:, None]
     for t in range(new_tokens - 1):
-        sampling.forward_last(model, cache, token[:, None], positions[:, -1:] + 1 + t,
-                              torch.tensor([P + t], device=device), key_valid)
+        sampling.forward_last(model, cache, token, position + t, torch.tensor([P + t], device=cache.device), key_valid)
 
 
 def main():

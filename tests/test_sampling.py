@@ -28,9 +28,9 @@ def tiny(kind, vocab=1000):
     return LlamaForCausalLM(cfg).eval()
 
 
-def hf_generate(model, prompts, **kwargs):
-    ids, valid = sampling.left_pad(prompts, PAD, "cpu")
-    out = model.generate(input_ids=ids, attention_mask=valid.long(), pad_token_id=PAD, **kwargs)
+def hf_generate(model, prompts, pad_id=PAD, **kwargs):
+    ids, valid = sampling.left_pad(prompts, pad_id, "cpu")
+    out = model.generate(input_ids=ids, attention_mask=valid.long(), pad_token_id=pad_id, **kwargs)
     return out[:, ids.shape[1]:]
 
 
@@ -85,9 +85,7 @@ def test_smollm2_greedy_equals_hf_generate():
     model, tokenizer = models.load_generator("smollm2-135m")
     prompts = [tokenizer("Summer dress, light and")["input_ids"], tokenizer("The fit")["input_ids"]]
     ours = sampling.generate(model, prompts, 12, temperature=0, pad_id=tokenizer.pad_token_id)
-    ids, valid = sampling.left_pad(prompts, tokenizer.pad_token_id, "cpu")
-    theirs = model.generate(input_ids=ids, attention_mask=valid.long(), do_sample=False, max_new_tokens=12,
-                            eos_token_id=None, pad_token_id=tokenizer.pad_token_id)[:, ids.shape[1]:]
+    theirs = hf_generate(model, prompts, tokenizer.pad_token_id, do_sample=False, max_new_tokens=12, eos_token_id=None)
     assert torch.equal(ours.tokens, theirs)
 
 
@@ -186,10 +184,10 @@ def test_logprobs_equal_teacher_forced_forward(kind):
     # under the sampling distribution: the filtered teacher-forced logits give the same numbers
     ids, valid = sampling.left_pad(PROMPTS * 4, PAD, "cpu")
     full = torch.cat([ids, s.tokens], 1)
-    attention = torch.cat([valid, s.mask], 1).long()
+    attention = torch.cat([valid, s.mask], 1)
     with torch.no_grad():
-        logits = model(input_ids=full, attention_mask=attention,
-                       position_ids=(attention.cumsum(-1) - 1).clamp(min=0)).logits[:, ids.shape[1] - 1:-1]
+        logits = model(input_ids=full, attention_mask=attention.long(),
+                       position_ids=sampling.positions(attention)).logits[:, ids.shape[1] - 1:-1]
     filtered = hf_logprobs(logits.flatten(0, 1), temperature=0.9, top_k=30, top_p=0.9).view_as(logits)
     expected = torch.where(s.mask, filtered.gather(2, s.tokens[:, :, None]).squeeze(2), 0.0)
     assert (expected - s.logprobs).abs().max() <= 1e-4
