@@ -6,7 +6,7 @@ import typing
 
 import click
 
-from advgen.config import PRETRAIN_PRESETS, AdvgenError, PretrainConfig, resolve
+from advgen.config import PRETRAIN_PRESETS, SCORER_PRESETS, AdvgenError, PretrainConfig, ScorerConfig, resolve
 
 
 def _comma_list(ctx, param, value):
@@ -61,6 +61,20 @@ def pretrain(preset, resume, **flags):
     run = run_pretrain(cfg, resume=resume)
     click.echo(f"run folder: {run}")
     click.echo((run / "summary.json").read_text().strip())
+
+
+@main.command("train-scorer")
+@click.option("--preset", type=click.Choice(sorted(SCORER_PRESETS)), default=None,
+              help="named settings: quick (MiniLM on titles, CPU), reviews (MiniLM on reviews), paper (bert-base, GPU)")
+@options_from(ScorerConfig)
+@bad_input_exits_2
+def train_scorer(preset, **flags):
+    """Fine-tune a style or click-score classifier; writes an HF-format folder with scorer.json and summary.json."""
+    from advgen.scorers import train_scorer as run_train_scorer
+
+    folder = run_train_scorer(resolve(ScorerConfig, SCORER_PRESETS, preset, flags))
+    click.echo(f"scorer folder: {folder}")
+    click.echo((folder / "summary.json").read_text().strip())
 
 
 @main.command()

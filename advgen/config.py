@@ -67,6 +67,65 @@ PRETRAIN_PRESETS = {
 }
 
 
+@dataclass
+class ScorerConfig:
+    out: str = _opt("", "scorer folder (default: runs/scorers/<kind>-<label>)")
+    kind: str = _opt("style", "'style' (classify --label) or 'click' (engagement: --label count >= --threshold)")
+    label: str = _opt("", "label field; style: department, class, rating, recommended, 'sentiment' (rating 1-2/3/4-5) "
+                          "or any column [default: department]; click: a count column [default: feedback_count]")
+    threshold: int = _opt(1, "click: a text is 'engaged' when its count is at least this")
+    field: str = _opt("title", "corpus field the scorer reads (the generator's --field)")
+    corpus: str = _opt("default", "'default' (embedded clothing reviews) or a .txt/.jsonl/.csv path")
+    split_by: Optional[str] = _opt(None, "field that groups rows into splits (default: product_id if present, else the text)")
+    model: str = _opt("minilm-l6", "encoder: 'minilm-l6', 'scratch:bert-{tiny,mini}', a hub id or a local folder")
+    max_length: int = _opt(64, "tokens per text, special tokens included (longer texts are truncated)")
+    batch_size: int = _opt(32, "texts per step")
+    lr: float = _opt(5e-5, "peak learning rate (AdamW)")
+    weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and norms)")
+    warmup_steps: int = _opt(50, "linear warm-up steps, then linear decay to 0 at max_steps")
+    max_steps: int = _opt(1000, "optimizer steps")
+    clip: float = _opt(1.0, "gradient-norm clipping (0 = off)")
+    dropout: Optional[float] = _opt(None, "dropout probability set in the model config (empty = keep the model's)")
+    eval_every: int = _opt(100, "validate and keep the best model every N steps")
+    eval_batches: int = _opt(0, "validation batches per evaluation (0 = whole split)")
+    patience: int = _opt(3, "stop after N evaluations without a better validation loss (0 = never)")
+    seed: int = _opt(0, "seed for the new head, data order and dropout")
+    device: str = _opt("auto", "'auto', 'cpu', 'cuda', 'cuda:1', ...")
+
+    def __post_init__(self):
+        self.label = self.label or {"style": "department", "click": "feedback_count"}.get(self.kind, "")
+        self.out = self.out or str(Path("runs") / "scorers" / f"{self.kind}-{self.label}")
+
+
+SCORER_PRESETS = {
+    # MiniLM on product titles, the texts of the quick generator: a few minutes on CPU.
+    "quick": dict(model="minilm-l6", field="title", max_length=32, batch_size=32, lr=5e-5,
+                  max_steps=600, eval_every=100, eval_batches=0, patience=2),
+    # MiniLM on reviews, the texts of the smollm2 generator.
+    "reviews": dict(model="minilm-l6", field="review", max_length=128, batch_size=32, lr=5e-5,
+                    max_steps=2000, eval_every=200, patience=3),
+    # BERT-base on reviews, on a GPU.
+    "paper": dict(model="bert-base-uncased", field="review", max_length=256, batch_size=32, lr=3e-5,
+                  warmup_steps=200, max_steps=5000, eval_every=500, patience=3),
+}
+SCORER_KINDS = ("style", "click")
+
+
+def validate_scorer(cfg: ScorerConfig) -> None:
+    if cfg.kind not in SCORER_KINDS:
+        raise AdvgenError(f"--kind must be one of {', '.join(SCORER_KINDS)}, got '{cfg.kind}'")
+    for name in ["max_length", "batch_size", "max_steps", "eval_every"]:
+        if getattr(cfg, name) <= 0:
+            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        raise AdvgenError(f"--lr must be positive, got {cfg.lr}")
+    for name in ["warmup_steps", "weight_decay", "clip", "eval_batches", "patience"]:
+        if getattr(cfg, name) < 0:
+            raise AdvgenError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+        raise AdvgenError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+
+
 def validate(cfg: PretrainConfig) -> None:
     positive = ["batch_size", "grad_accum", "max_steps", "eval_every", "max_source_tokens", "max_target_tokens"]
     for name in positive:

@@ -85,10 +85,14 @@ def select(records: list, field: str, condition=(), source: Optional[str] = None
     return kept
 
 
+def split_of(record: dict, group_by: Optional[str]) -> str:
+    """The split of a row: a stable hash of its group (product id), so no group spans two splits."""
+    bucket = zlib.crc32(str(record.get(group_by)).encode()) % 100
+    return next(name for name, (lo, hi) in SPLITS.items() if lo <= bucket < hi)
+
+
 def split(records: list, name: str, group_by: Optional[str]) -> list:
-    """Deterministic split by a stable hash of the group (product id), so no group spans two splits."""
-    lo, hi = SPLITS[name]
-    return [r for r in records if lo <= zlib.crc32(str(r.get(group_by)).encode()) % 100 < hi]
+    return [r for r in records if split_of(r, group_by) == name]
 
 
 def default_group(records: list, field: str) -> str:

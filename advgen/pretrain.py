@@ -41,13 +41,6 @@ def make_trainable(model, cfg: PretrainConfig):
     return model
 
 
-def param_groups(model, weight_decay: float) -> list:
-    """Weight decay on matrices only; biases, norms and (1-d) gains are not decayed."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
     rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -92,7 +85,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     train, valid, test = (data.encode(tokenizer, splits[name], cfg) for name in ("train", "valid", "test"))
     pad = tokenizer.pad_token_id
     model = make_trainable(model, cfg).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(models.param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     sample_prompts = [p for p, _ in valid[:cfg.num_samples]]
 

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from advgen import config, data, metrics, models
+from advgen import config, data, metrics, models, rewards
 from advgen.cli import main
 from advgen.config import AdvgenError, PretrainConfig
 from advgen.evaluate import parse_temperatures
@@ -161,8 +161,7 @@ def tiny_run(folder: Path, corpus: Path, discriminator: bool = False, seed: int 
     config.save(PretrainConfig(out=str(folder), corpus=str(corpus), field="title", generator="scratch:gpt2-tiny",
                                max_target_tokens=6), folder / "config.json")
     if discriminator:
-        d, d_tokenizer = models.load_discriminator("scratch:bert-tiny", seed=seed)
-        models.save(d, d_tokenizer, folder / "discriminator")
+        rewards.save_scorer(rewards.discriminator("scratch:bert-tiny", seed=seed), folder / "discriminator")
     return folder
 
 

@@ -1,0 +1,155 @@
+"""Rewards: scorers map decoded texts to one float per text, without gradient; the mixer combines them.
+
+A scorer is a BERT-family sequence classifier saved in HF format with a `scorer.json` beside its
+weights (`advgen train-scorer` writes both; `advgen adversarial` writes the discriminator's):
+
+    {"kind": "style" | "click" | "realism", "labels": [name of class 0, name of class 1, ...], ...}
+
+- realism: P(real), class 1 of the discriminator (class 0 is "generated");
+- style:   P(target label), the target fixed or each sample's own condition;
+- click:   P(engaged), class 1 of the click model (feedback count at or above its threshold).
+
+Each scorer re-tokenizes the texts with its own tokenizer (the generator's differs), truncated to
+its `max_length`, in batches of similar length.
+"""
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from advgen import models
+from advgen.config import AdvgenError
+
+COMPONENTS = ("realism", "style", "click")
+
+
+class Scorer(NamedTuple):
+    model: torch.nn.Module
+    tokenizer: object
+    info: dict  # scorer.json: kind, labels, max_length, and how the labels were made
+
+
+def load_scorer(folder, device="cpu") -> Scorer:
+    folder = Path(folder)
+    if not (folder / "scorer.json").is_file() or not (folder / "config.json").is_file():
+        raise AdvgenError(f"{folder} is not a scorer folder (needs config.json and scorer.json; "
+                          "`advgen train-scorer` writes one)")
+    info = json.loads((folder / "scorer.json").read_text())
+    model, tokenizer = models.load_discriminator(str(folder), num_labels=len(info["labels"]))
+    return Scorer(model.to(device).eval(), tokenizer, info)
+
+
+def encode(tokenizer, texts: list, max_length: int) -> list:
+    """Texts -> token id lists, truncated to `max_length` (special tokens included); '' gives [CLS] [SEP]."""
+    if not texts:
+        return []
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def pad(tokenizer, ids: list, device) -> dict:
+    batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def probabilities(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:
+    """-> (N, classes) class probabilities, in the order of `texts`. Batches are cut from the texts
+    sorted by token length, so little of the work is padding."""
+    model, tokenizer, info = scorer
+    was_training = model.training
+    model.eval()
+    ids = encode(tokenizer, texts, info.get("max_length", 128))
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    probs = torch.empty(len(ids), len(info["labels"]))
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        logits = model(**pad(tokenizer, [ids[i] for i in rows], device)).logits
+        probs[rows] = logits.float().softmax(-1).cpu()
+    model.train(was_training)
+    return probs
+
+
+def discriminator(spec: str, max_length: int = 128, dropout=None, seed: int = 0) -> Scorer:
+    """A new realism discriminator: the encoder `spec` (models.load_discriminator) with a 2-way head,
+    class 1 = real, class 0 = generated (advgen.scorers.discriminator_step trains it)."""
+    model, tokenizer = models.load_discriminator(spec, num_labels=2, dropout=dropout, seed=seed)
+    return Scorer(model, tokenizer, {"kind": "realism", "labels": ["generated", "real"], "max_length": max_length,
+                                     "model": spec})
+
+
+def save_scorer(scorer: Scorer, folder) -> None:
+    """HF format plus scorer.json, atomically."""
+    models.save(scorer.model, scorer.tokenizer, folder, files={"scorer.json": scorer.info})
+
+
+def realism(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:
+    """(N,) P(real) from the discriminator."""
+    return probabilities(scorer, texts, batch_size)[:, 1]
+
+
+def style(scorer: Scorer, texts: list, targets, batch_size: int = 64) -> torch.Tensor:
+    """(N,) P(target label); `targets` is one label for all texts or a list with one per text."""
+    labels = scorer.info["labels"]
+    targets = [targets] * len(texts) if isinstance(targets, str) else [str(t) for t in targets]
+    if len(targets) != len(texts):
+        raise AdvgenError(f"style: {len(targets)} targets for {len(texts)} texts")
+    unknown = sorted(set(targets) - set(labels))
+    if unknown:
+        raise AdvgenError(f"style target {unknown[0]!r} is not a label of the style scorer ({', '.join(labels)})")
+    index = torch.tensor([labels.index(t) for t in targets], dtype=torch.long)
+    return probabilities(scorer, texts, batch_size).gather(1, index[:, None])[:, 0]
+
+
+def click(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:
+    """(N,) P(engaged) from the click model."""
+    return probabilities(scorer, texts, batch_size)[:, 1]
+
+
+class RewardMixer:
+    """total = sum over components of weight * reward / running std of that component.
+
+    Why scale and not centre: the components live on different scales (P(real) collapses towards 0
+    as the discriminator wins, a style probability is near 1 for easy labels), so each is divided
+    by its own spread to make the weights mean what they say. Centring is the baselines' job
+    (`advgen.baselines`): a mixer that also subtracted a running mean would be a hidden moving-average
+    baseline, and "no baseline" would no longer be plain REINFORCE. The spread is an exponential
+    moving average over batches (`decay`), so it follows the discriminator as it learns; the first
+    batch sets it. The spread is floored at `min_std` (all three components are probabilities, and
+    a spread under 0.01 means "constant"), so a constant component is not blown up. Components whose
+    weight is 0 are neither needed nor scored.
+    """
+
+    def __init__(self, weights: dict, decay: float = 0.99, min_std: float = 0.01):
+        unknown = set(weights) - set(COMPONENTS)
+        if unknown:
+            raise AdvgenError(f"unknown reward component(s) {sorted(unknown)}; choose from {', '.join(COMPONENTS)}")
+        if any(not math.isfinite(w) or w < 0 for w in weights.values()):
+            raise AdvgenError(f"reward weights must be finite and non-negative, got {weights}")
+        if not any(w > 0 for w in weights.values()):
+            raise AdvgenError(f"reward weights are all zero ({weights}): nothing to train for")
+        self.weights = {k: float(w) for k, w in weights.items() if w > 0}
+        self.decay, self.min_std = decay, min_std
+        self.var = {}  # component -> running variance
+
+    def __call__(self, components: dict) -> tuple:
+        """{component: (N,) rewards} -> (total (N,), {component: (N,) raw rewards})."""
+        missing = set(self.weights) - set(components)
+        if missing:
+            raise AdvgenError(f"reward component(s) {sorted(missing)} have a weight but were not scored")
+        total = 0.0
+        for name, weight in self.weights.items():
+            r = components[name].detach().float()
+            batch_var = r.var(unbiased=False).item() if r.numel() > 1 else 0.0
+            old = self.var.get(name)
+            self.var[name] = batch_var if old is None else self.decay * old + (1 - self.decay) * batch_var
+            total = total + weight * r / max(math.sqrt(self.var[name]), self.min_std)
+        return total, {name: components[name] for name in self.weights}
+
+    def state_dict(self) -> dict:
+        return {"var": dict(self.var)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.var = dict(state["var"])

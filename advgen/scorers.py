@@ -1,0 +1,242 @@
+"""`advgen train-scorer`: fine-tune a BERT-family classifier on a labelled corpus field (style or click),
+and the realism discriminator's training step on real versus generated texts.
+
+Output folder (written to a hidden name and renamed when complete): the classifier in HF format,
+`scorer.json` (kind, label mapping, threshold, text field, max_length), `summary.json` (held-out
+quality beside a majority-class and a bag-of-words logistic-regression baseline), `metrics.jsonl`.
+"""
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import get_linear_schedule_with_warmup
+
+from advgen import config, data, models, rewards
+from advgen.config import AdvgenError, ScorerConfig
+from advgen.runlog import RunLog
+
+SENTIMENT = {1: "negative", 2: "negative", 3: "neutral", 4: "positive", 5: "positive"}
+ENGAGED = ["not engaged", "engaged"]  # click classes: count < threshold, count >= threshold
+
+
+def label_of(record: dict, kind: str, label: str, threshold: int = 1):
+    """The class name of a corpus row (None where the row has no label). 'sentiment' buckets a 1-5 rating
+    when the corpus has no sentiment column; a click label is the count binarised at `threshold`."""
+    derived = label == "sentiment" and "sentiment" not in record
+    value = record.get("rating" if derived else label)
+    if value is None or str(value).strip() == "":
+        return None
+    if kind == "click" or derived:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise AdvgenError(f"{'rating' if derived else label} must be a number, got {value!r}") from None
+        if kind == "click":
+            return ENGAGED[number >= threshold]
+        if number not in SENTIMENT:
+            raise AdvgenError(f"sentiment buckets ratings 1-5, got rating {value!r}")
+        return SENTIMENT[int(number)]
+    return str(value).strip()
+
+
+def labelled_splits(records: list, cfg: ScorerConfig) -> tuple:
+    """-> ({split: (texts, class ids, raw label values)}, class names), split by product like the generator's."""
+    present = set().union(*(r.keys() for r in records))
+    needed = "rating" if cfg.label == "sentiment" and "sentiment" not in present else cfg.label
+    for name, role in [(cfg.field, "text field (--field)"), (needed, "label (--label)")]:
+        if name not in present:
+            raise AdvgenError(f"corpus has no {role} column '{name}' (columns: {', '.join(sorted(present))})")
+    rows = [(r, label_of(r, cfg.kind, cfg.label, cfg.threshold)) for r in records if str(r.get(cfg.field) or "").strip()]
+    rows = [(r, y) for r, y in rows if y is not None]
+    names = ENGAGED if cfg.kind == "click" else sorted({y for _, y in rows}, key=_natural)
+    counts = {name: sum(y == name for _, y in rows) for name in names}
+    if sum(c > 0 for c in counts.values()) < 2:
+        if cfg.kind == "click":
+            raise AdvgenError(f"--threshold {cfg.threshold} leaves a class empty: {counts} "
+                              f"('{cfg.label}' >= {cfg.threshold} is 'engaged')")
+        raise AdvgenError(f"label '{cfg.label}' is constant in the corpus ({counts}): nothing to learn")
+    group = cfg.split_by or data.default_group([r for r, _ in rows], cfg.field)
+    splits = {}
+    for split in data.SPLITS:
+        chosen = [(r, y) for r, y in rows if data.split_of(r, group) == split]
+        if not chosen:
+            raise AdvgenError(f"the {split} split is empty ({len(rows)} labelled rows grouped by '{group}')")
+        splits[split] = ([str(r[cfg.field]).strip() for r, _ in chosen], [names.index(y) for _, y in chosen],
+                         [r.get(needed) for r, _ in chosen])
+    if len(set(splits["train"][1])) < 2:
+        raise AdvgenError(f"label '{cfg.label}' has one class only in the train split: nothing to learn")
+    return splits, names
+
+
+def _natural(name: str):
+    """Sort numeric labels as numbers ('2' before '10') and others alphabetically."""
+    try:
+        return (0, float(name), "")
+    except ValueError:
+        return (1, 0.0, name)
+
+
+def classifier_loss(model, tokenizer, ids: list, labels: torch.Tensor) -> tuple:
+    """Cross-entropy of a sequence classifier on token id lists -> (loss, logits (B, classes))."""
+    device = next(model.parameters()).device
+    logits = model(**rewards.pad(tokenizer, ids, device)).logits.float()
+    return F.cross_entropy(logits, labels.to(device)), logits
+
+
+def discriminator_step(scorer: rewards.Scorer, optimizer, real: list, fake: list, clip: float = 1.0) -> dict:
+    """One step of the realism discriminator on real texts (label 1) against generated ones (label 0)."""
+    model, tokenizer, info = scorer
+    model.train()
+    ids = rewards.encode(tokenizer, real + fake, info["max_length"])
+    labels = torch.tensor([1] * len(real) + [0] * len(fake))
+    loss, logits = classifier_loss(model, tokenizer, ids, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip else math.inf)
+    optimizer.step()
+    p_real = logits.detach().softmax(-1)[:, 1].cpu()
+    return {"disc/loss": loss.item(), "disc/d_real": p_real[:len(real)].mean().item(),
+            "disc/d_fake": p_real[len(real):].mean().item(),
+            "disc/accuracy": ((p_real > 0.5).long() == labels).float().mean().item(),
+            "disc/grad_norm": float(grad_norm)}
+
+
+def quality(kind: str, probs: np.ndarray, y: np.ndarray, raw) -> dict:
+    """Held-out quality of class probabilities (N, classes): style -> accuracy, macro-F1, confusion
+    matrix (rows true, columns predicted); click -> ROC-AUC on the binarised label, Spearman against the raw count."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+
+    predicted = probs.argmax(1)
+    if kind == "style":
+        labels = list(range(probs.shape[1]))
+        return {"accuracy": accuracy_score(y, predicted),
+                "macro_f1": f1_score(y, predicted, labels=labels, average="macro", zero_division=0),
+                "confusion": confusion_matrix(y, predicted, labels=labels).tolist()}
+    score = probs[:, 1]
+    constant = np.ptp(score) == 0  # a constant score ranks nothing: AUC 0.5, no correlation
+    return {"roc_auc": 0.5 if constant else roc_auc_score(y, score),
+            "spearman": 0.0 if constant else spearmanr(score, np.asarray(raw, dtype=float)).statistic,
+            "accuracy": accuracy_score(y, predicted), "positive_rate": float(np.mean(y))}
+
+
+def baselines(kind: str, splits: dict, classes: int) -> dict:
+    """Majority class and bag-of-words logistic regression (scikit-learn; C chosen on the validation split)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    (train_x, train_y, _), (valid_x, valid_y, _), (test_x, test_y, test_raw) = (splits[s] for s in data.SPLITS)
+    prior = np.bincount(train_y, minlength=classes) / len(train_y)
+    out = {"majority": quality(kind, np.tile(prior, (len(test_y), 1)), np.array(test_y), test_raw)}
+    vectorizer = CountVectorizer(min_df=2)
+    train_bow, valid_bow, test_bow = vectorizer.fit_transform(train_x), vectorizer.transform(valid_x), vectorizer.transform(test_x)
+    fits = {c: LogisticRegression(C=c, max_iter=2000).fit(train_bow, train_y) for c in (0.1, 0.3, 1.0, 3.0)}
+    losses = {c: log_loss(valid_y, _all_classes(m, valid_bow, classes), labels=list(range(classes))) for c, m in fits.items()}
+    best = min(losses, key=losses.get)
+    out["bow_logreg"] = {**quality(kind, _all_classes(fits[best], test_bow, classes), np.array(test_y), test_raw),
+                         "C": best, "vocabulary": len(vectorizer.vocabulary_)}
+    return out
+
+
+def _all_classes(model, x, classes: int) -> np.ndarray:
+    """predict_proba with a column for every class, also those absent from the training split."""
+    probs = np.zeros((x.shape[0], classes))
+    probs[:, model.classes_] = model.predict_proba(x)
+    return probs
+
+
+def evaluate(model, tokenizer, info: dict, texts: list, y: list, batch_size: int) -> tuple:
+    """-> (mean cross-entropy, class probabilities (N, classes)) of the classifier on labelled texts."""
+    probs = rewards.probabilities(rewards.Scorer(model, tokenizer, info), texts, batch_size)
+    loss = F.nll_loss(probs.clamp_min(1e-12).log(), torch.tensor(y)).item()
+    return loss, probs.numpy()
+
+
+def train_scorer(cfg: ScorerConfig) -> Path:
+    started = time.time()
+    config.validate_scorer(cfg)
+    out = Path(cfg.out)
+    if out.exists():
+        raise AdvgenError(f"scorer folder {out} already exists: choose another --out")
+    device = models.resolve_device(cfg.device)
+
+    # Everything that can fail on bad input happens before anything is written.
+    splits, names = labelled_splits(data.load_corpus(cfg.corpus), cfg)
+    model, tokenizer = models.load_discriminator(cfg.model, len(names), cfg.dropout, cfg.seed)
+    model.to(device)
+    info = {"kind": cfg.kind, "label": cfg.label, "labels": names, "field": cfg.field, "max_length": cfg.max_length,
+            "threshold": cfg.threshold if cfg.kind == "click" else None, "model": cfg.model, "config": asdict(cfg)}
+    train = list(zip(rewards.encode(tokenizer, splits["train"][0], cfg.max_length), splits["train"][1]))
+    valid_x, valid_y, valid_raw = (v[:cfg.eval_batches * cfg.batch_size or None] for v in splits["valid"])
+    optimizer = torch.optim.AdamW(models.param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))  # logs now, renamed into place at the end
+    try:
+        torch.manual_seed(cfg.seed)
+        log = RunLog(work, cfg.max_steps, desc=f"train-scorer {cfg.kind}:{cfg.label}")
+        log.log(0, {"data/train": len(train), "data/valid": len(splits["valid"][0]), "data/test": len(splits["test"][0]),
+                    **{f"data/train_class/{n}": splits["train"][1].count(i) for i, n in enumerate(names)}})
+        best = {"loss": math.inf, "step": 0, "state": None}
+        bad_evals, step = 0, 0
+        model.train()
+        while step < cfg.max_steps:
+            ids, labels = zip(*data.batch_at(train, cfg.batch_size, cfg.seed, step))
+            loss, _ = classifier_loss(model, tokenizer, list(ids), torch.tensor(labels))
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip else math.inf)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            log.log(step, {"losses/train": loss.item(), "charts/lr": scheduler.get_last_lr()[0],
+                           "charts/grad_norm": float(grad_norm)})
+            log.bar.update(1)
+            log.bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                val_loss, probs = evaluate(model, tokenizer, info, valid_x, valid_y, cfg.batch_size)
+                scores = quality(cfg.kind, probs, np.array(valid_y), valid_raw)
+                scores.pop("confusion", None)
+                if val_loss < best["loss"]:
+                    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    best, bad_evals = {"loss": val_loss, "step": step, "state": state}, 0
+                else:
+                    bad_evals += 1
+                log.log(step, {"val/loss": val_loss, **{f"val/{k}": v for k, v in scores.items()}})
+                log.bar.write(f"step {step}: val loss {val_loss:.4f} " + " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+                if cfg.patience and bad_evals >= cfg.patience:
+                    break
+        log.close()
+
+        model.load_state_dict(best["state"])
+        test_x, test_y, test_raw = splits["test"]
+        test_loss, probs = evaluate(model, tokenizer, info, test_x, test_y, cfg.batch_size)
+        summary = {"kind": cfg.kind, "label": cfg.label, "labels": names, "best_step": best["step"], "steps": step,
+                   "valid_loss": best["loss"], "test_loss": test_loss,
+                   "test_examples": len(test_y), "test_class_counts": np.bincount(test_y, minlength=len(names)).tolist(),
+                   "test": {"scorer": quality(cfg.kind, probs, np.array(test_y), test_raw),
+                            **baselines(cfg.kind, splits, len(names))},
+                   "wall_seconds": round(time.time() - started, 1)}
+        models.save(model, tokenizer, out, files={"scorer.json": info, "summary.json": _plain(summary),
+                                                   **{name: work / name for name in ("metrics.jsonl", "tb")
+                                                      if (work / name).exists()}})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _plain(obj):
+    """numpy scalars -> Python numbers, so the summary is JSON."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj.item() if isinstance(obj, np.generic) else obj

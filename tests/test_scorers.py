@@ -1,0 +1,214 @@
+import json
+import math
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from advgen import data, rewards, scorers
+from advgen.cli import main
+from advgen.config import AdvgenError
+from advgen.rewards import RewardMixer
+
+TINY = ["--model", "scratch:bert-tiny", "--batch-size", "16", "--max-length", "24", "--eval-every", "4",
+        "--lr", "1e-3", "--warmup-steps", "1"]
+
+
+# --- the mixer ---------------------------------------------------------------------------------------------
+
+def test_mixer_divides_each_component_by_its_spread_and_weights_it():
+    mix = RewardMixer({"realism": 1.0, "style": 2.0, "click": 0.0})
+    realism, style = torch.tensor([0.1, 0.3, 0.5, 0.7]), torch.tensor([0.9, 0.9, 0.8, 1.0])
+    total, parts = mix({"realism": realism, "style": style})  # click has weight 0: not needed
+    std_r, std_s = math.sqrt(0.05), math.sqrt(0.005)  # population std of each batch
+    assert torch.allclose(total, realism / std_r + 2 * style / std_s, atol=1e-5)
+    assert set(parts) == {"realism", "style"} and torch.equal(parts["realism"], realism)
+
+    # the second batch's spread is the moving average of the variances: 0.99 * old + 0.01 * new
+    realism2, style2 = torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5])
+    total2, _ = mix({"realism": realism2, "style": style2})
+    var_r, var_s = 0.99 * 0.05 + 0.01 * 0.25, 0.99 * 0.005 + 0.01 * 0.0
+    assert torch.allclose(total2, realism2 / math.sqrt(var_r) + 2 * style2 / math.sqrt(var_s), atol=1e-5)
+
+    restored = RewardMixer({"realism": 1.0, "style": 2.0})
+    restored.load_state_dict(mix.state_dict())
+    assert torch.equal(restored({"realism": realism, "style": style})[0], mix({"realism": realism, "style": style})[0])
+
+
+def test_mixer_floors_the_spread_of_a_constant_component():
+    total, _ = RewardMixer({"click": 1.0})({"click": torch.full((8,), 0.6)})
+    assert torch.allclose(total, torch.full((8,), 60.0))  # 0.6 / 0.01, not 0.6 / 0
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({"realism": 0.0, "style": 0.0}, "all zero"),
+    ({}, "all zero"),
+    ({"realism": -1.0}, "non-negative"),
+    ({"realism": float("nan")}, "non-negative"),
+    ({"fluency": 1.0}, "unknown reward component"),
+])
+def test_mixer_rejects_impossible_weights(weights, message):
+    with pytest.raises(AdvgenError, match=message):
+        RewardMixer(weights)
+
+
+def test_mixer_needs_every_weighted_component():
+    with pytest.raises(AdvgenError, match="style"):
+        RewardMixer({"realism": 1.0, "style": 1.0})({"realism": torch.rand(4)})
+
+
+# --- scorers -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny():
+    return rewards.discriminator("scratch:bert-tiny", max_length=16, seed=0)
+
+
+def test_scorers_return_one_probability_per_text_for_empty_and_long_texts(tiny):
+    texts = ["", "lovely summer dress", "word " * 5000, "", "runs small"]
+    p = rewards.realism(tiny, texts, batch_size=2)
+    assert p.shape == (5,) and torch.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    # a long text is cut to max_length tokens: it scores like its first 14 words ([CLS] + 14 + [SEP] = 16)
+    assert torch.allclose(p[2], rewards.realism(tiny, ["word " * 14])[0], atol=1e-6)
+    assert torch.allclose(p[0], p[3])
+    assert rewards.realism(tiny, []).shape == (0,)
+
+
+def test_scores_do_not_depend_on_batching_or_order(tiny):
+    texts = [" ".join(["fits"] * n) for n in (1, 7, 3, 12, 5, 2)]
+    whole = rewards.probabilities(tiny, texts, batch_size=64)
+    assert torch.allclose(whole.sum(1), torch.ones(6), atol=1e-6)
+    assert torch.allclose(rewards.probabilities(tiny, texts, batch_size=1), whole, atol=1e-5)
+    assert torch.allclose(rewards.probabilities(tiny, texts[::-1], batch_size=4), whole.flip(0), atol=1e-5)
+    for training in (True, False):  # scoring runs without dropout and gives the model back in its mode
+        tiny.model.train(training)
+        assert torch.allclose(rewards.realism(tiny, texts), whole[:, 1], atol=1e-6)
+        assert tiny.model.training == training
+
+
+def test_style_scores_each_text_against_its_own_target():
+    model, tokenizer, _ = rewards.discriminator("scratch:bert-tiny", max_length=16, seed=1)
+    scorer = rewards.Scorer(model.eval(), tokenizer, {"kind": "style", "labels": ["Bottoms", "Dresses"], "max_length": 16})
+    texts = ["wide leg pants", "maxi dress", "jeans"]
+    probs = rewards.probabilities(scorer, texts)
+    own = rewards.style(scorer, texts, ["Bottoms", "Dresses", "Dresses"])
+    assert torch.allclose(own, torch.stack([probs[0, 0], probs[1, 1], probs[2, 1]]))
+    assert torch.allclose(rewards.style(scorer, texts, "Dresses"), probs[:, 1])
+    with pytest.raises(AdvgenError, match="'Tops' is not a label"):
+        rewards.style(scorer, texts, "Tops")
+    with pytest.raises(AdvgenError, match="2 targets for 3 texts"):
+        rewards.style(scorer, texts, ["Bottoms", "Dresses"])
+
+
+def test_discriminator_learns_real_from_shuffled_words():
+    reviews = [r["review"] for r in data.load_corpus("default") if len(str(r.get("review") or "").split()) >= 16]
+    texts = [" ".join(t.split()[:16]) for t in reviews[:564]]
+    rng = random.Random(0)
+
+    def shuffled(text):
+        words = text.split()
+        rng.shuffle(words)
+        return " ".join(words)
+
+    disc = rewards.discriminator("minilm-l6", max_length=32, seed=0)
+    optimizer = torch.optim.AdamW(disc.model.parameters(), lr=5e-5)
+    torch.manual_seed(0)
+    for step in range(30):
+        real = texts[16 * step:16 * step + 16]
+        logged = scorers.discriminator_step(disc, optimizer, real, [shuffled(t) for t in real])
+    assert set(logged) == {"disc/loss", "disc/d_real", "disc/d_fake", "disc/accuracy", "disc/grad_norm"}
+    held_out = texts[500:]
+    p_real, p_fake = rewards.realism(disc, held_out), rewards.realism(disc, [shuffled(t) for t in held_out])
+    accuracy = ((p_real > 0.5).float().mean() + (p_fake < 0.5).float().mean()) / 2
+    assert accuracy > 0.8 and p_real.mean() - p_fake.mean() > 0.3, (accuracy, p_real.mean(), p_fake.mean())
+
+
+def test_a_saved_discriminator_loads_back_as_a_scorer(tmp_path, tiny):
+    rewards.save_scorer(tiny, tmp_path / "discriminator")
+    loaded = rewards.load_scorer(tmp_path / "discriminator")
+    assert loaded.info == tiny.info
+    texts = ["soft sweater", ""]
+    assert torch.allclose(rewards.realism(loaded, texts), rewards.realism(tiny, texts), atol=1e-6)
+    with pytest.raises(AdvgenError, match="not a scorer folder"):
+        rewards.load_scorer(tmp_path / "nothing")
+
+
+# --- labels and `advgen train-scorer` ----------------------------------------------------------------------
+
+def test_labels():
+    assert [scorers.label_of({"rating": r}, "style", "sentiment") for r in (1, 2, 3, 4, 5)] == \
+        ["negative", "negative", "neutral", "positive", "positive"]
+    assert scorers.label_of({"sentiment": "mixed", "rating": 5}, "style", "sentiment") == "mixed"  # a real column wins
+    assert [scorers.label_of({"feedback_count": c}, "click", "feedback_count", 3) for c in (0, 2, 3, 40)] == \
+        ["not engaged", "not engaged", "engaged", "engaged"]
+    assert scorers.label_of({"department": None}, "style", "department") is None
+    assert sorted(["10", "2", "1"], key=scorers._natural) == ["1", "2", "10"]
+    with pytest.raises(AdvgenError, match="must be a number"):
+        scorers.label_of({"feedback_count": "many"}, "click", "feedback_count")
+
+
+def train_scorer(*args):
+    return CliRunner().invoke(main, ["train-scorer", *TINY, *map(str, args)])
+
+
+@pytest.mark.parametrize("kind, label", [("style", "rating"), ("click", "feedback_count")])
+def test_train_scorer_writes_a_scorer_with_its_held_out_quality(tmp_path, kind, label):
+    out = tmp_path / "scorer"
+    result = train_scorer("--kind", kind, "--label", label, "--max-steps", 8, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert {"config.json", "model.safetensors", "tokenizer.json", "scorer.json", "summary.json", "metrics.jsonl"} <= \
+        {p.name for p in out.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the work folder is gone
+    info = json.loads((out / "scorer.json").read_text())
+    assert info["labels"] == (["1", "2", "3", "4", "5"] if kind == "style" else ["not engaged", "engaged"])
+    assert info["field"] == "title" and info["max_length"] == 24 and info["config"]["max_steps"] == 8
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test"]) == {"scorer", "majority", "bow_logreg"}
+    test = summary["test"]
+    if kind == "style":
+        confusion = test["scorer"]["confusion"]
+        assert len(confusion) == 5 and sum(map(sum, confusion)) == summary["test_examples"]
+        assert [sum(row) for row in confusion] == summary["test_class_counts"]
+        assert test["majority"]["accuracy"] == pytest.approx(max(summary["test_class_counts"]) / summary["test_examples"])
+        assert 0 < test["bow_logreg"]["macro_f1"] <= 1
+    else:
+        assert test["majority"]["roc_auc"] == 0.5 and 0.5 < test["bow_logreg"]["roc_auc"] < 1
+        assert -1 <= test["scorer"]["spearman"] <= 1
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "val/loss" in m] == [4, 8]
+
+    scorer = rewards.load_scorer(out)
+    texts = ["great jeans", "", "too small " * 100]
+    scores = rewards.style(scorer, texts, "5") if kind == "style" else rewards.click(scorer, texts)
+    assert scores.shape == (3,) and torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    (None, ["--label", "colour"], "no label (--label) column 'colour'"),
+    (None, ["--field", "headline"], "no text field (--field) column 'headline'"),
+    ('{"title": "a", "brand": "x"}\n{"title": "b", "brand": "x"}\n', ["--corpus", "{tmp}/c.jsonl", "--label", "brand"],
+     "label 'brand' is constant"),
+    (None, ["--kind", "click", "--threshold", "100000"], "--threshold 100000 leaves a class empty"),
+    (None, ["--kind", "click", "--label", "department"], "must be a number"),
+    (None, ["--kind", "fluency"], "--kind must be one of style, click"),
+    (None, ["--model", "scratch:bert-huge"], "unknown discriminator spec"),
+    (None, ["--batch-size", "0"], "--batch-size must be positive"),
+    (None, ["--corpus", "{tmp}/missing.csv"], "corpus not found"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, setup, args, message):
+    if setup is not None:
+        (tmp_path / "c.jsonl").write_text(setup)
+    result = train_scorer("--out", tmp_path / "scorer", "--max-steps", 2, *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["c.jsonl"] if setup else [])
+
+
+def test_existing_scorer_folder_is_left_alone(tmp_path):
+    (tmp_path / "scorer").mkdir()
+    (tmp_path / "scorer" / "notes.txt").write_text("keep me")
+    result = train_scorer("--out", tmp_path / "scorer", "--max-steps", 2)
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    assert [p.name for p in (tmp_path / "scorer").iterdir()] == ["notes.txt"]
