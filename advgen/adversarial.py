@@ -305,9 +305,9 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
         alarm = bool(cfg.collapse_distinct2) and distinct2 < cfg.collapse_distinct2
         state["step"] = step = step + 1
         log.log(step, {**{f"reward/{name}_{stat}": float(getattr(r, stat)()) for name, r in components.items()
-                          for stat in ("mean", "std")},
+                          for stat in ("mean", "std")},  # std: unbiased
                        "reward/total_mean": float(total.mean()), "reward/shaped_mean": float(reward.mean()),
-                       "reward/advantage_std": float(advantages.std()), "reward/baseline_mean": float(baseline.mean()),
+                       "reward/advantage_std": float(advantages.std(correction=0)), "reward/baseline_mean": float(baseline.mean()),
                        "policy/kl": float(kl.mean()), "policy/entropy": float(entropy.mean()),
                        "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
                        "policy/sample_tokens": float(samples.mask.sum(1).float().mean()),
