@@ -223,3 +223,16 @@ def test_non_finite_rewards_skip_the_update_and_abort_after_patience(init, tmp_p
     state = torch.load(tmp_path / "adv" / "checkpoint" / "state.pt", weights_only=False)
     init_weights = load_file(init / "generator" / "model.safetensors")
     assert all(torch.equal(state["generator"][name], value) for name, value in init_weights.items())
+
+
+def test_mixer_without_update_scales_by_the_current_spread_and_keeps_it():
+    mix = rewards.RewardMixer({"realism": 1.0})
+    first = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    mix({"realism": first})
+    state = mix.state_dict()
+    greedy = torch.tensor([0.5, 0.9])
+    total, _ = mix({"realism": greedy}, update=False)
+    assert mix.state_dict() == state  # the greedy decodes do not move the running spread
+    assert torch.allclose(total, greedy / first.std(correction=0))
+    fresh = rewards.RewardMixer({"realism": 1.0})
+    assert torch.allclose(fresh({"realism": greedy}, update=False)[0], greedy / 0.2) and fresh.var == {}
