@@ -362,8 +362,11 @@ def summarize(run: Path, cfg: AdversarialConfig, init_cfg, generator, reference,
                           "example": texts[0]}
     return {"steps": len(steps), "window": window,
             "d_fake_start": mean(steps[:window], "disc/d_fake"), "d_fake_end": mean(steps[-window:], "disc/d_fake"),
-            "reward_start": mean(steps[:window], "reward/total_mean"),
-            "reward_end": mean(steps[-window:], "reward/total_mean"),
+            # the mixed reward is scaled by the components' running spreads, so compare the raw components too
+            "mixed_reward_start": mean(steps[:window], "reward/total_mean"),
+            "mixed_reward_end": mean(steps[-window:], "reward/total_mean"),
+            **{f"{name}_{end}": mean(rows, f"reward/{name}_mean") for name in rewards.COMPONENTS
+               for end, rows in (("start", steps[:window]), ("end", steps[-window:])) if f"reward/{name}_mean" in steps[0]},
             "disc_accuracy_final": steps[-1].get("disc/accuracy") if steps else None,
             "skipped_steps": sum(r["charts/skipped"] for r in steps),
             "collapse_alarm_steps": sum(r["charts/collapse_alarm"] for r in steps),

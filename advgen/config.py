@@ -190,7 +190,7 @@ ADVERSARIAL_PRESETS = {
     # cost 1.7x the CPU time per step of scratch:bert-mini (4.5 s against 2.7 s, one thread, busy machine),
     # but a randomly initialised encoder learns little in the few steps a 5-minute budget allows.
     "quick": dict(discriminator="minilm-l6", disc_max_length=32, prompts_per_step=16, k=4, gen_lr=1e-4,
-                  disc_lr=5e-5, kl_coef=0.05, max_steps=60, log_samples_every=10, checkpoint_every=20,
+                  disc_lr=5e-5, kl_coef=0.05, max_steps=50, log_samples_every=10, checkpoint_every=25,
                   eval_samples=500),
     # The research setting on a GPU: after `advgen pretrain --preset paper` (gpt2 on reviews), BERT-base.
     "paper": dict(discriminator="bert-base-uncased", disc_max_length=256, prompts_per_step=16, k=4, gen_lr=1e-5,
