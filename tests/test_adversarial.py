@@ -178,6 +178,7 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
     (["--init", "{init}", "--w-style", "1", "--style-scorer", "{scorers}/click"], "not a style scorer"),
     (["--init", "{init}", "--w-style", "1", "--style-scorer", "{scorers}/style", "--style-target", "Hats"],
      "not a label of the style scorer"),
+    (["--init", "{init}", "--discriminator", "scratch:bert-huge"], "unknown discriminator spec"),
     (["--init", "{init}", "--k", "1"], "--baseline loo needs --k >= 2"),
     (["--init", "{init}", "--baseline", "greedy"], "--baseline must be one of"),
     (["--init", "{init}", "--gen-lr", "0"], "--gen-lr must be positive"),
