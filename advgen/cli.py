@@ -6,7 +6,8 @@ import typing
 
 import click
 
-from advgen.config import PRETRAIN_PRESETS, SCORER_PRESETS, AdvgenError, PretrainConfig, ScorerConfig, resolve
+from advgen.config import (ADVERSARIAL_PRESETS, PRETRAIN_PRESETS, SCORER_PRESETS, AdversarialConfig, AdvgenError,
+                           PretrainConfig, ScorerConfig, resolve)
 
 
 def _comma_list(ctx, param, value):
@@ -20,8 +21,12 @@ def options_from(cls):
         for f in reversed(dataclasses.fields(cls)):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             kind = typing.get_args(f.type)[0] if typing.get_origin(f.type) is typing.Union else f.type
+            name = f.name.replace('_', '-')
+            if kind is bool:  # a --name/--no-name switch; None when neither is given
+                fn = click.option(f"--{name}/--no-{name}", default=None, help=f"{f.metadata['help']} [default: {default}]")(fn)
+                continue
             extra = {"callback": _comma_list, "type": str} if kind is list else {"type": kind}
-            fn = click.option(f"--{f.name.replace('_', '-')}", default=None, show_default=False,
+            fn = click.option(f"--{name}", default=None, show_default=False,
                               help=f"{f.metadata['help']} [default: {default}]", **extra)(fn)
         return fn
     return decorate
@@ -59,6 +64,21 @@ def pretrain(preset, resume, **flags):
 
     cfg = resolve(PretrainConfig, PRETRAIN_PRESETS, preset, flags)
     run = run_pretrain(cfg, resume=resume)
+    click.echo(f"run folder: {run}")
+    click.echo((run / "summary.json").read_text().strip())
+
+
+@main.command()
+@click.option("--preset", type=click.Choice(sorted(ADVERSARIAL_PRESETS)), default=None,
+              help="named settings: quick (CPU, after `advgen pretrain --preset quick`), paper (bert-base, GPU)")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@options_from(AdversarialConfig)
+@bad_input_exits_2
+def adversarial(preset, resume, **flags):
+    """Train a pretrained generator with policy gradients against a discriminator that keeps learning."""
+    from advgen.adversarial import adversarial as run_adversarial
+
+    run = run_adversarial(resolve(AdversarialConfig, ADVERSARIAL_PRESETS, preset, flags), resume=resume)
     click.echo(f"run folder: {run}")
     click.echo((run / "summary.json").read_text().strip())
 

@@ -144,6 +144,98 @@ def validate(cfg: PretrainConfig) -> None:
         raise AdvgenError(f"the generated field '{cfg.field}' cannot also be a condition or the source")
 
 
+@dataclass
+class AdversarialConfig:
+    init: str = _opt("", "pretrain run folder to start from (required): its generator, corpus, field and prompts")
+    out: str = _opt("", "run folder (default: runs/<init name>-adversarial)")
+    discriminator: str = _opt("", "realism discriminator encoder: 'minilm-l6', 'scratch:bert-{tiny,mini}', a hub id or "
+                                  "a folder (default: the init run's --discriminator)")
+    disc_max_length: int = _opt(64, "discriminator tokens per text, special tokens included")
+    style_scorer: str = _opt("", "style scorer folder (`advgen train-scorer --kind style`); needed when --w-style > 0")
+    click_scorer: str = _opt("", "click scorer folder (`advgen train-scorer --kind click`); needed when --w-click > 0")
+    style_target: str = _opt("", "style label to reward, e.g. Dresses (empty = each prompt's own condition value)")
+    w_realism: float = _opt(1.0, "weight of realism, the discriminator's P(real)")
+    w_style: float = _opt(0.0, "weight of style, the style scorer's P(target label)")
+    w_click: float = _opt(0.0, "weight of click, the click scorer's P(engaged)")
+    baseline: str = _opt("loo", "REINFORCE baseline: none, ema, loo (leave-one-out over the k samples), self-critical")
+    k: int = _opt(4, "samples per prompt")
+    whiten: bool = _opt(False, "whiten the advantages over the batch ((a - mean) / std)")
+    ema_decay: float = _opt(0.9, "decay of the ema baseline's moving average")
+    prompts_per_step: int = _opt(16, "prompts per generator step (batch = prompts_per_step * k)")
+    max_new_tokens: Optional[int] = _opt(None, "tokens per sample (empty = the init run's --max-target-tokens)")
+    gen_lr: float = _opt(1e-5, "generator learning rate (AdamW, constant)")
+    disc_lr: float = _opt(5e-5, "discriminator learning rate (AdamW, constant)")
+    weight_decay: float = _opt(0.0, "AdamW weight decay of both models (not applied to biases and norms)")
+    kl_coef: float = _opt(0.05, "penalty on the KL divergence to the frozen init generator, per sequence")
+    entropy_coef: float = _opt(0.0, "bonus on the policy's entropy, per sequence")
+    clip: float = _opt(1.0, "gradient-norm clipping of both models (0 = off)")
+    disc_steps: int = _opt(1, "discriminator steps per generator step (0 = a frozen discriminator)")
+    mle_every: int = _opt(0, "a teacher-forced maximum-likelihood generator step every N steps (0 = never)")
+    max_steps: int = _opt(500, "generator steps")
+    log_samples_every: int = _opt(25, "write one sample per prompt, with its rewards, to samples.jsonl every N steps (0 = never)")
+    checkpoint_every: int = _opt(50, "checkpoint (and save generator/ and discriminator/) every N steps")
+    eval_samples: int = _opt(500, "samples of the final and the init generator compared in summary.json")
+    collapse_distinct2: float = _opt(0.2, "mode-collapse alarm when the batch's distinct-2 falls below this (0 = off)")
+    nan_patience: int = _opt(3, "abort after N consecutive steps with a non-finite loss or gradient (each is skipped)")
+    seed: int = _opt(0, "seed for prompts, sampling, real-text batches and dropout")
+    device: str = _opt("auto", "'auto', 'cpu', 'cuda', 'cuda:1', ...")
+
+    def __post_init__(self):
+        if self.init and not self.out:
+            self.out = str(Path("runs") / f"{Path(self.init).name}-adversarial")
+
+
+ADVERSARIAL_PRESETS = {
+    # After `advgen pretrain --preset quick` (runs/quick): realism only, MiniLM discriminator, on CPU. MiniLM
+    # cost 1.7x the CPU time per step of scratch:bert-mini (4.5 s against 2.7 s, one thread, busy machine),
+    # but a randomly initialised encoder learns little in the few steps a 5-minute budget allows.
+    "quick": dict(discriminator="minilm-l6", disc_max_length=32, prompts_per_step=16, k=4, gen_lr=1e-4,
+                  disc_lr=5e-5, kl_coef=0.05, max_steps=50, log_samples_every=10, checkpoint_every=25,
+                  eval_samples=500),
+    # The research setting on a GPU: after `advgen pretrain --preset paper` (gpt2 on reviews), BERT-base.
+    "paper": dict(discriminator="bert-base-uncased", disc_max_length=256, prompts_per_step=16, k=4, gen_lr=1e-5,
+                  disc_lr=2e-5, kl_coef=0.05, max_steps=2000, log_samples_every=100, checkpoint_every=200,
+                  eval_samples=2000),
+}
+
+
+def validate_adversarial(cfg: AdversarialConfig) -> None:
+    import math
+
+    from advgen.baselines import KINDS
+
+    if not cfg.init:
+        raise AdvgenError("--init is required: a run folder written by `advgen pretrain`")
+    for name in ["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every", "eval_samples",
+                 "nan_patience"]:
+        if getattr(cfg, name) <= 0:
+            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.max_new_tokens is not None and cfg.max_new_tokens <= 0:
+        raise AdvgenError(f"--max-new-tokens must be positive, got {cfg.max_new_tokens}")
+    for name in ["gen_lr", "disc_lr"]:
+        if not getattr(cfg, name) > 0:
+            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    for name in ["w_realism", "w_style", "w_click", "kl_coef", "entropy_coef", "clip", "weight_decay", "disc_steps",
+                 "mle_every", "log_samples_every", "collapse_distinct2"]:
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise AdvgenError(f"--{name.replace('_', '-')} must be finite and not negative, got {value}")
+    if not cfg.w_realism + cfg.w_style + cfg.w_click > 0:
+        raise AdvgenError("the reward weights --w-realism, --w-style and --w-click are all zero: nothing to train for")
+    for kind in ("style", "click"):
+        if getattr(cfg, f"w_{kind}") > 0 and not getattr(cfg, f"{kind}_scorer"):
+            raise AdvgenError(f"--w-{kind} {getattr(cfg, f'w_{kind}')} needs --{kind}-scorer (a folder written by "
+                              f"`advgen train-scorer --kind {kind}`)")
+    if cfg.baseline not in KINDS:
+        raise AdvgenError(f"--baseline must be one of {', '.join(KINDS)}, got '{cfg.baseline}'")
+    if cfg.baseline == "loo" and cfg.k < 2:
+        raise AdvgenError(f"--baseline loo needs --k >= 2 samples per prompt, got {cfg.k}")
+    if not 0 <= cfg.ema_decay <= 1:
+        raise AdvgenError(f"--ema-decay must be in [0, 1], got {cfg.ema_decay}")
+    if cfg.collapse_distinct2 > 1:
+        raise AdvgenError(f"--collapse-distinct2 must be in [0, 1], got {cfg.collapse_distinct2}")
+
+
 def resolve(cls, preset_table: dict, preset: Optional[str], flags: dict):
     """Defaults < preset < explicit flags (flags whose value is None were not given)."""
     values = dict(preset_table[preset]) if preset else {}

@@ -134,8 +134,11 @@ class RewardMixer:
         self.decay, self.min_std = decay, min_std
         self.var = {}  # component -> running variance
 
-    def __call__(self, components: dict) -> tuple:
-        """{component: (N,) rewards} -> (total (N,), {component: (N,) raw rewards})."""
+    def __call__(self, components: dict, update: bool = True) -> tuple:
+        """{component: (N,) rewards} -> (total (N,), {component: (N,) raw rewards}).
+
+        update=False scales by the current spreads without folding this batch into them (e.g. the greedy
+        decodes of a self-critical baseline); before any update it scales by this batch's own spread."""
         missing = set(self.weights) - set(components)
         if missing:
             raise AdvgenError(f"reward component(s) {sorted(missing)} have a weight but were not scored")
@@ -144,8 +147,12 @@ class RewardMixer:
             r = components[name].detach().float()
             batch_var = r.var(unbiased=False).item() if r.numel() > 1 else 0.0
             old = self.var.get(name)
-            self.var[name] = batch_var if old is None else self.decay * old + (1 - self.decay) * batch_var
-            total = total + weight * r / max(math.sqrt(self.var[name]), self.min_std)
+            var = batch_var if old is None else self.decay * old + (1 - self.decay) * batch_var
+            if update:
+                self.var[name] = var
+            elif old is not None:
+                var = old
+            total = total + weight * r / max(math.sqrt(var), self.min_std)
         return total, {name: components[name] for name in self.weights}
 
     def state_dict(self) -> dict:

@@ -69,9 +69,12 @@ class RunLog:
             for key, value in scalars.items():
                 self.tb.add_scalar(key, value, step)
 
-    def write_samples(self, step: int, prompts: list, texts: list) -> None:
+    def write_samples(self, step: int, prompts: list, texts: list, extras: list = None) -> None:
+        """One row per text; `extras` (one dict per text, e.g. its rewards) are merged into the rows."""
+        extras = extras or [{}] * len(texts)
         with open(self.folder / "samples.jsonl", "a") as f:
-            f.writelines(json.dumps({"step": step, "prompt": p, "text": t}) + "\n" for p, t in zip(prompts, texts))
+            f.writelines(json.dumps({"step": step, "prompt": p, "text": t, **e}) + "\n"
+                         for p, t, e in zip(prompts, texts, extras))
 
     def close(self) -> None:
         self.bar.close()

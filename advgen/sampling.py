@@ -366,15 +366,20 @@ def decode(tokenizer, samples: Samples) -> list:
 def teacher_forced_logprobs(model, prompts: list, samples: Samples, pad_id: int = 0) -> torch.Tensor:
     """Log-probabilities (B, N) of the sampled tokens under the model's full forward over prompt +
     sample, at temperature 1, with gradient when enabled; 0 where samples.mask is False. This is the
-    policy's log-likelihood that policy gradients differentiate."""
+    policy's log-likelihood that policy gradients differentiate.
+
+    The LM head runs only at the positions that predict a sampled token (as models.target_nll does):
+    prompts and the padding after EOS are skipped, most of the work of a 50k-way softmax on short texts."""
+    model = _unwrap(model)  # a peft model: its LoRA layers stay in place
     ids, valid = left_pad(prompts, pad_id, samples.tokens.device)
     P = ids.shape[1]
     ids = torch.cat([ids, samples.tokens], dim=1)
     attention = torch.cat([valid, samples.mask], dim=1)
-    logits = model(input_ids=ids, attention_mask=attention.long(),
-                   position_ids=positions(attention)).logits[:, P - 1:-1].float()
-    logp = logits.log_softmax(-1).gather(2, samples.tokens[:, :, None]).squeeze(2)
-    return logp * samples.mask
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=attention.long(),
+                                 position_ids=positions(attention)).last_hidden_state[:, P - 1:-1]  # (B, N, C)
+    logits = model.get_output_embeddings()(hidden[samples.mask]).float()                             # (M, V)
+    logp = logits.log_softmax(-1).gather(1, samples.tokens[samples.mask][:, None]).squeeze(1)        # (M,)
+    return torch.zeros(samples.tokens.shape, device=logp.device).masked_scatter(samples.mask, logp)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,240 @@
+"""`advgen adversarial` on tiny from-config models: a complete run, exact resume after SIGKILL, bad input,
+style and click rewards, and the NaN and mode-collapse guards."""
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from advgen import models, rewards, sampling
+from advgen.adversarial import adversarial
+from advgen.cli import main
+from advgen.config import AdversarialConfig, AdvgenError
+
+# 4 prompts x 2 samples, 8 new tokens, a 2-layer BERT discriminator.
+TINY = ["--discriminator", "scratch:bert-tiny", "--disc-max-length", "16", "--prompts-per-step", "4", "--k", "2",
+        "--max-new-tokens", "8", "--gen-lr", "1e-3", "--disc-lr", "1e-3", "--eval-samples", "8"]
+METRIC_KEYS = {"reward/realism_mean", "reward/realism_std", "reward/total_mean", "reward/shaped_mean",
+               "reward/advantage_std", "reward/baseline_mean", "policy/kl", "policy/entropy", "policy/loss",
+               "policy/grad_norm", "disc/d_real", "disc/d_fake", "disc/accuracy", "disc/loss", "charts/distinct2",
+               "charts/collapse_alarm", "charts/skipped"}
+
+
+def rows(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["adversarial", *TINY, *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def init(tmp_path_factory):
+    """A tiny pretrained generator conditioned on department (2 MLE steps are enough to have a run folder)."""
+    out = tmp_path_factory.mktemp("init") / "run"
+    result = CliRunner().invoke(main, ["pretrain", "--generator", "scratch:gpt2-tiny", "--discriminator", "scratch:bert-tiny",
+                                       "--condition", "department", "--batch-size", "8", "--max-target-tokens", "8",
+                                       "--max-steps", "2", "--eval-every", "2", "--eval-batches", "1", "--test-batches", "1",
+                                       "--num-samples", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def scorer_folders(tmp_path_factory):
+    """A style scorer (department) and a click scorer, untrained tiny BERTs with the scorer.json that
+    `advgen train-scorer` writes."""
+    root = tmp_path_factory.mktemp("scorers")
+    departments = ["Bottoms", "Dresses", "Intimate", "Jackets", "Tops", "Trend"]
+    for kind, label, labels in [("style", "department", departments),
+                                ("click", "feedback_count", ["not engaged", "engaged"])]:
+        model, tokenizer = models.load_discriminator("scratch:bert-tiny", num_labels=len(labels), seed=1)
+        models.save(model, tokenizer, root / kind, files={"scorer.json": {
+            "kind": kind, "label": label, "labels": labels, "field": "title", "max_length": 16,
+            "threshold": 1 if kind == "click" else None, "model": "scratch:bert-tiny"}})
+    return root
+
+
+def test_run_trains_both_models_and_logs_everything(init, tmp_path):
+    out = tmp_path / "adv"
+    result = run_cli("--init", init, "--out", out, "--max-steps", 3, "--checkpoint-every", 2, "--log-samples-every", 1,
+                     "--mle-every", 2, "--entropy-coef", 0.01, "--kl-coef", 0.1)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "discriminator", "generator",
+                                                     "metrics.jsonl", "samples.jsonl", "summary.json", "tb"]
+    # Every generator parameter moved (GPT-2 ties lm_head to wte, so the file holds each tensor once).
+    before, after = load_file(init / "generator" / "model.safetensors"), load_file(out / "generator" / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert [name for name in before if torch.equal(before[name], after[name])] == []
+    # ... and every discriminator parameter (against the same encoder freshly built from the same seed).
+    fresh = rewards.discriminator("scratch:bert-tiny", 16, seed=0).model.state_dict()
+    trained = load_file(out / "discriminator" / "model.safetensors")
+    assert [name for name in trained if torch.equal(trained[name], fresh[name])] == []
+    assert json.loads((out / "discriminator" / "scorer.json").read_text())["labels"] == ["generated", "real"]
+
+    metrics = [r for r in rows(out / "metrics.jsonl") if "policy/loss" in r]
+    assert [r["step"] for r in metrics] == [1, 2, 3]
+    for r in metrics:
+        assert METRIC_KEYS <= set(r), METRIC_KEYS - set(r)
+        assert all(math.isfinite(v) for v in r.values()), r
+        assert r["charts/skipped"] == 0
+    assert [r["step"] for r in metrics if "losses/mle" in r] == [2]
+    assert metrics[0]["policy/kl"] == 0.0 and metrics[1]["policy/kl"] != 0.0  # the policy leaves the init model
+    samples = rows(out / "samples.jsonl")
+    assert [s["step"] for s in samples] == [1] * 4 + [2] * 4 + [3] * 4
+    assert samples[0]["prompt"].startswith("department: ") and {"realism", "reward", "advantage"} <= set(samples[0])
+
+    # Later stages read the run like a pretrain run.
+    cfg, model, _ = models.load_run(out)
+    assert cfg.condition == ["department"] and model.config.n_layer == 2
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["adversarial"]["baseline"] == "loo" and stored["adversarial"]["init"] == str(init)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and 0 <= summary["d_fake_end"] <= 1 and summary["skipped_steps"] == 0
+    assert 0 <= summary["realism_start"] <= 1 and "style_start" not in summary
+    assert set(summary["final"]) == set(summary["init"]) >= {"distinct2", "self_bleu4", "d_real_final_discriminator"}
+
+
+@pytest.mark.parametrize("baseline", ["self-critical", "ema", "none"])
+def test_other_baselines_and_style_and_click_rewards(init, scorer_folders, tmp_path, baseline):
+    out = tmp_path / "adv"
+    result = run_cli("--init", init, "--out", out, "--max-steps", 2, "--baseline", baseline, "--whiten",
+                     "--w-style", 0.5, "--style-scorer", scorer_folders / "style",
+                     "--w-click", 0.5, "--click-scorer", scorer_folders / "click")
+    assert result.exit_code == 0, result.output
+    metrics = [r for r in rows(out / "metrics.jsonl") if "policy/loss" in r]
+    for name in ("realism", "style", "click"):
+        assert all(math.isfinite(r[f"reward/{name}_mean"]) and r[f"reward/{name}_std"] >= 0 for r in metrics)
+    assert all(r["reward/advantage_std"] == pytest.approx(1.0, abs=1e-3) for r in metrics)  # whitened
+    if baseline == "none":
+        assert all(r["reward/baseline_mean"] == 0 for r in metrics)
+    if baseline == "ema":  # the first batch has no earlier EMA: baseline 0, then the first batch's mean
+        assert metrics[0]["reward/baseline_mean"] == 0 and metrics[1]["reward/baseline_mean"] != 0
+
+
+def test_fixed_style_target(init, scorer_folders, tmp_path):
+    out = tmp_path / "adv"
+    result = run_cli("--init", init, "--out", out, "--max-steps", 1, "--w-realism", 0, "--w-style", 1,
+                     "--style-scorer", scorer_folders / "style", "--style-target", "Dresses")
+    assert result.exit_code == 0, result.output
+    row = rows(out / "metrics.jsonl")[-1]
+    assert "reward/style_mean" in row and "reward/realism_mean" not in row  # only weighted components are scored
+
+
+def _cli(init, out, *extra):
+    return [sys.executable, "-m", "advgen", "adversarial", *TINY, "--init", str(init), "--out", str(out),
+            "--max-steps", "6", "--checkpoint-every", "2", "--log-samples-every", "1", "--mle-every", "3", *extra]
+
+
+def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
+    """Kill a run with SIGKILL after a checkpoint, resume it, and compare with an uninterrupted run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # float sums independent of the load
+    subprocess.run(_cli(init, tmp_path / "full"), check=True, capture_output=True, env=env)
+
+    proc = subprocess.Popen(_cli(init, tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    metrics, ckpt = tmp_path / "killed" / "metrics.jsonl", tmp_path / "killed" / "checkpoint" / "state.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and metrics.exists() and any(r["step"] >= 3 for r in rows(metrics)):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(r["step"] for r in rows(metrics))
+    assert killed_at < 6, "the run finished before it could be killed"
+
+    subprocess.run(_cli(init, tmp_path / "killed", "--resume"), check=True, capture_output=True, env=env)
+    full = torch.load(tmp_path / "full" / "checkpoint" / "state.pt", weights_only=False)
+    resumed = torch.load(ckpt, weights_only=False)
+    assert full["step"] == resumed["step"] == 6
+    for part in ("generator", "discriminator"):
+        for name, value in full[part].items():
+            assert torch.equal(value, resumed[part][name]), (part, name)
+    assert full["mixer"] == resumed["mixer"]
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        assert rows(tmp_path / "full" / name) == rows(tmp_path / "killed" / name), name
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert summary["resumed"] and summary["steps"] == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--init is required"),
+    (["--init", "{tmp}/nowhere"], "no such run folder"),
+    (["--init", "{tmp}/empty"], "is not a run folder"),
+    (["--init", "{tmp}/broken"], "cannot load its generator"),
+    (["--init", "{init}", "--w-realism", "0"], "all zero"),
+    (["--init", "{init}", "--w-style", "1"], "needs --style-scorer"),
+    (["--init", "{init}", "--w-click", "1", "--click-scorer", "{tmp}/nowhere"], "is not a scorer folder"),
+    (["--init", "{init}", "--w-click", "1", "--click-scorer", "{init}/generator"], "is not a scorer folder"),
+    (["--init", "{init}", "--w-style", "1", "--style-scorer", "{scorers}/click"], "not a style scorer"),
+    (["--init", "{init}", "--w-style", "1", "--style-scorer", "{scorers}/style", "--style-target", "Hats"],
+     "not a label of the style scorer"),
+    (["--init", "{init}", "--discriminator", "scratch:bert-huge"], "unknown discriminator spec"),
+    (["--init", "{init}", "--k", "1"], "--baseline loo needs --k >= 2"),
+    (["--init", "{init}", "--baseline", "greedy"], "--baseline must be one of"),
+    (["--init", "{init}", "--gen-lr", "0"], "--gen-lr must be positive"),
+    (["--init", "{init}", "--kl-coef", "-1"], "--kl-coef must be finite and not negative"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    shutil.copytree(init, tmp_path / "broken")
+    (tmp_path / "broken" / "generator" / "model.safetensors").write_bytes(b"not weights")
+    result = run_cli("--out", tmp_path / "adv", "--max-steps", 1,
+                     *[a.format(tmp=tmp_path, init=init, scorers=scorer_folders) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "adv").exists()
+
+
+def test_existing_run_folder_is_left_alone_and_a_pretrain_run_is_not_resumed(init, tmp_path):
+    (tmp_path / "adv").mkdir()
+    (tmp_path / "adv" / "notes.txt").write_text("keep me")
+    result = run_cli("--init", init, "--out", tmp_path / "adv", "--max-steps", 1)
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    assert (tmp_path / "adv" / "notes.txt").read_text() == "keep me"
+    before = sorted(p.name for p in init.iterdir())
+    result = run_cli("--out", init, "--resume")
+    assert result.exit_code == 2 and "not an adversarial run" in result.stderr
+    assert sorted(p.name for p in init.iterdir()) == before
+
+
+def test_non_finite_rewards_skip_the_update_and_abort_after_patience(init, tmp_path, monkeypatch, capsys):
+    """NaN rewards: each step is skipped and logged; the run stops with a clear error after nan_patience.
+    Identical texts (distinct-2 = 1/8, below the default 0.2) raise the collapse alarm, which does not abort."""
+    monkeypatch.setattr(rewards, "realism", lambda scorer, texts, batch_size=64: torch.full((len(texts),), math.nan))
+    monkeypatch.setattr(sampling, "decode", lambda tokenizer, samples: ["nice dress"] * len(samples.tokens))
+    cfg = AdversarialConfig(init=str(init), out=str(tmp_path / "adv"), discriminator="scratch:bert-tiny",
+                            disc_max_length=16, prompts_per_step=4, k=2, max_new_tokens=4, max_steps=10,
+                            nan_patience=2, checkpoint_every=1)
+    with pytest.raises(AdvgenError, match="not finite for 2 consecutive steps"):
+        adversarial(cfg)
+    metrics = [r for r in rows(tmp_path / "adv" / "metrics.jsonl") if "policy/loss" in r]
+    assert [(r["step"], r["charts/skipped"], r["charts/collapse_alarm"]) for r in metrics] == [(1, 1, 1), (2, 1, 1)]
+    assert "may be collapsing" in capsys.readouterr().out  # a line above the bar, once per alarm streak
+    # the skipped updates left the generator as it was
+    state = torch.load(tmp_path / "adv" / "checkpoint" / "state.pt", weights_only=False)
+    init_weights = load_file(init / "generator" / "model.safetensors")
+    assert all(torch.equal(state["generator"][name], value) for name, value in init_weights.items())
+
+
+def test_mixer_without_update_scales_by_the_current_spread_and_keeps_it():
+    mix = rewards.RewardMixer({"realism": 1.0})
+    first = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    mix({"realism": first})
+    state = mix.state_dict()
+    greedy = torch.tensor([0.5, 0.9])
+    total, _ = mix({"realism": greedy}, update=False)
+    assert mix.state_dict() == state  # the greedy decodes do not move the running spread
+    assert torch.allclose(total, greedy / first.std(correction=0))
+    fresh = rewards.RewardMixer({"realism": 1.0})
+    assert torch.allclose(fresh({"realism": greedy}, update=False)[0], greedy / 0.2) and fresh.var == {}
