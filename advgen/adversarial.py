@@ -234,6 +234,17 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     log = RunLog(run, cfg.max_steps, state["step"], desc=f"adversarial {run.name}")
     if state["step"] == 0:
         log.log(0, {"data/train_prompts": len(train), "data/batch": P * k, "data/max_new_tokens": N})
+        # 0. Discriminator warm-up against the init generator, so that the first rewards carry signal.
+        for j in range(cfg.disc_warmup):
+            rows = data.batch_at(list(range(len(train))), P * k, cfg.seed + 3, j)
+            fake = sampling.decode(tokenizer, sampling.generate(generator, [prompt_of(train[i]) for i in rows], N,
+                                                                eos_id=eos, pad_id=pad, seed=cfg.seed * 1_000_003 + 500_000 + j))
+            real = [str(r[init_cfg.field]).strip() for r in data.batch_at(train, len(fake), cfg.seed + 4, j)]
+            warm = scorers.discriminator_step(discriminator, disc_opt, real, fake, cfg.clip)
+        if cfg.disc_warmup:
+            log.log(0, {key.replace("disc/", "disc_warmup/"): v for key, v in warm.items()})
+            log.bar.write(f"discriminator warm-up: {cfg.disc_warmup} steps, D(real) {warm['disc/d_real']:.3f}, "
+                          f"D(fake) {warm['disc/d_fake']:.3f}")
     trainable = [p for p in generator.parameters() if p.requires_grad]
     while state["step"] < cfg.max_steps:
         step = state["step"]

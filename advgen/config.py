@@ -170,6 +170,7 @@ class AdversarialConfig:
     entropy_coef: float = _opt(0.0, "bonus on the policy's entropy, per sequence")
     clip: float = _opt(1.0, "gradient-norm clipping of both models (0 = off)")
     disc_steps: int = _opt(1, "discriminator steps per generator step (0 = a frozen discriminator)")
+    disc_warmup: int = _opt(0, "discriminator steps on real texts against the init generator's samples before the first generator step")
     mle_every: int = _opt(0, "a teacher-forced maximum-likelihood generator step every N steps (0 = never)")
     max_steps: int = _opt(500, "generator steps")
     log_samples_every: int = _opt(25, "write one sample per prompt, with its rewards, to samples.jsonl every N steps (0 = never)")
@@ -216,7 +217,7 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
         if not getattr(cfg, name) > 0:
             raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     for name in ["w_realism", "w_style", "w_click", "kl_coef", "entropy_coef", "clip", "weight_decay", "disc_steps",
-                 "mle_every", "log_samples_every", "collapse_distinct2"]:
+                 "disc_warmup", "mle_every", "log_samples_every", "collapse_distinct2"]:
         value = getattr(cfg, name)
         if not (math.isfinite(value) and value >= 0):
             raise AdvgenError(f"--{name.replace('_', '-')} must be finite and not negative, got {value}")

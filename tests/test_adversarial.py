@@ -67,7 +67,7 @@ def scorer_folders(tmp_path_factory):
 def test_run_trains_both_models_and_logs_everything(init, tmp_path):
     out = tmp_path / "adv"
     result = run_cli("--init", init, "--out", out, "--max-steps", 3, "--checkpoint-every", 2, "--log-samples-every", 1,
-                     "--mle-every", 2, "--entropy-coef", 0.01, "--kl-coef", 0.1)
+                     "--mle-every", 2, "--entropy-coef", 0.01, "--kl-coef", 0.1, "--disc-warmup", 2)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "discriminator", "generator",
                                                      "metrics.jsonl", "samples.jsonl", "summary.json", "tb"]
@@ -81,6 +81,8 @@ def test_run_trains_both_models_and_logs_everything(init, tmp_path):
     assert [name for name in trained if torch.equal(trained[name], fresh[name])] == []
     assert json.loads((out / "discriminator" / "scorer.json").read_text())["labels"] == ["generated", "real"]
 
+    warmup = [r for r in rows(out / "metrics.jsonl") if "disc_warmup/d_fake" in r]
+    assert [r["step"] for r in warmup] == [0] and 0 < warmup[0]["disc_warmup/d_fake"] < 1
     metrics = [r for r in rows(out / "metrics.jsonl") if "policy/loss" in r]
     assert [r["step"] for r in metrics] == [1, 2, 3]
     for r in metrics:
