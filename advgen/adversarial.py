@@ -25,9 +25,7 @@ discriminator/ (HF format), checkpoint/state.pt, metrics.jsonl, samples.jsonl, s
 """
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -36,7 +34,7 @@ import torch
 
 from advgen import baselines, config, data, metrics, models, rewards, sampling, scorers
 from advgen.config import AdversarialConfig, AdvgenError
-from advgen.runlog import RunLog, read_jsonl, truncate_jsonl, write_json
+from advgen.runlog import RunLog, load_state, read_jsonl, save_state, truncate_jsonl, write_json
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,42 +135,23 @@ def mean_of(dicts: list) -> dict:
     return {k: sum(d[k] for d in dicts) / len(dicts) for k in dicts[0]} if dicts else {}
 
 
-def _rng_state() -> dict:
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-def _set_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
 def save_checkpoint(run: Path, generator, tokenizer, discriminator, gen_opt, disc_opt, mixer, state: dict) -> None:
     """generator/ and discriminator/ (HF format), then checkpoint/state.pt; each written atomically."""
     models.save(generator, tokenizer, run / "generator")
     rewards.save_scorer(discriminator, run / "discriminator")
-    path = run / "checkpoint" / "state.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.")
-    os.close(fd)
-    torch.save({"generator": generator.state_dict(), "discriminator": discriminator.model.state_dict(),
+    save_state(run / "checkpoint" / "state.pt",
+               {"generator": generator.state_dict(), "discriminator": discriminator.model.state_dict(),
                 "gen_optimizer": gen_opt.state_dict(), "disc_optimizer": disc_opt.state_dict(),
-                "mixer": mixer.state_dict(), "rng": _rng_state(), **state}, tmp)
-    os.replace(tmp, path)
+                "mixer": mixer.state_dict(), **state})
 
 
 def load_checkpoint(path: Path, generator, discriminator, gen_opt, disc_opt, mixer) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_state(path)
     generator.load_state_dict(ckpt.pop("generator"))
     discriminator.model.load_state_dict(ckpt.pop("discriminator"))
     gen_opt.load_state_dict(ckpt.pop("gen_optimizer"))
     disc_opt.load_state_dict(ckpt.pop("disc_optimizer"))
     mixer.load_state_dict(ckpt.pop("mixer"))
-    _set_rng(ckpt.pop("rng"))
     return ckpt
 
 

@@ -4,6 +4,7 @@ The CLI builds its options from these fields (the `help` metadata is the `--help
 run folder stores the resolved config as `config.json`, so a later stage rebuilds from it.
 """
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
@@ -67,6 +68,18 @@ PRETRAIN_PRESETS = {
 }
 
 
+def check_ranges(cfg, positive=(), non_negative=()) -> None:
+    """One line per setting out of range: `positive` fields must be > 0, `non_negative` ones finite and >= 0."""
+    for name in positive:
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value > 0):
+            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    for name in non_negative:
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise AdvgenError(f"--{name.replace('_', '-')} must be finite and not negative, got {value}")
+
+
 @dataclass
 class ScorerConfig:
     out: str = _opt("", "scorer folder (default: runs/scorers/<kind>-<label>)")
@@ -114,28 +127,17 @@ SCORER_KINDS = ("style", "click")
 def validate_scorer(cfg: ScorerConfig) -> None:
     if cfg.kind not in SCORER_KINDS:
         raise AdvgenError(f"--kind must be one of {', '.join(SCORER_KINDS)}, got '{cfg.kind}'")
-    for name in ["max_length", "batch_size", "max_steps", "eval_every"]:
-        if getattr(cfg, name) <= 0:
-            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if not cfg.lr > 0:
-        raise AdvgenError(f"--lr must be positive, got {cfg.lr}")
-    for name in ["warmup_steps", "weight_decay", "clip", "eval_batches", "patience"]:
-        if getattr(cfg, name) < 0:
-            raise AdvgenError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
+    check_ranges(cfg, positive=["max_length", "batch_size", "max_steps", "eval_every", "lr"],
+                 non_negative=["warmup_steps", "weight_decay", "clip", "eval_batches", "patience"])
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         raise AdvgenError(f"--dropout must be in [0, 1), got {cfg.dropout}")
 
 
 def validate(cfg: PretrainConfig) -> None:
-    positive = ["batch_size", "grad_accum", "max_steps", "eval_every", "max_source_tokens", "max_target_tokens"]
-    for name in positive:
-        if getattr(cfg, name) <= 0:
-            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if not cfg.lr > 0:
-        raise AdvgenError(f"--lr must be positive, got {cfg.lr}")
-    for name in ["warmup_steps", "freeze_layers", "lora_r", "eval_batches", "test_batches", "patience", "num_samples", "weight_decay", "clip"]:
-        if getattr(cfg, name) < 0:
-            raise AdvgenError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
+    check_ranges(cfg, positive=["batch_size", "grad_accum", "max_steps", "eval_every", "max_source_tokens",
+                                "max_target_tokens", "lr"],
+                 non_negative=["warmup_steps", "freeze_layers", "lora_r", "eval_batches", "test_batches", "patience",
+                               "num_samples", "weight_decay", "clip"])
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         raise AdvgenError(f"--dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.lora_r and cfg.freeze_layers:
@@ -201,26 +203,15 @@ ADVERSARIAL_PRESETS = {
 
 
 def validate_adversarial(cfg: AdversarialConfig) -> None:
-    import math
-
     from advgen.baselines import KINDS
 
     if not cfg.init:
         raise AdvgenError("--init is required: a run folder written by `advgen pretrain`")
-    for name in ["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every", "eval_samples",
-                 "nan_patience"]:
-        if getattr(cfg, name) <= 0:
-            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if cfg.max_new_tokens is not None and cfg.max_new_tokens <= 0:
-        raise AdvgenError(f"--max-new-tokens must be positive, got {cfg.max_new_tokens}")
-    for name in ["gen_lr", "disc_lr"]:
-        if not getattr(cfg, name) > 0:
-            raise AdvgenError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    for name in ["w_realism", "w_style", "w_click", "kl_coef", "entropy_coef", "clip", "weight_decay", "disc_steps",
-                 "disc_warmup", "mle_every", "log_samples_every", "collapse_distinct2"]:
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise AdvgenError(f"--{name.replace('_', '-')} must be finite and not negative, got {value}")
+    check_ranges(cfg, positive=["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every",
+                                "eval_samples", "nan_patience", "gen_lr", "disc_lr"]
+                 + (["max_new_tokens"] if cfg.max_new_tokens is not None else []),
+                 non_negative=["w_realism", "w_style", "w_click", "kl_coef", "entropy_coef", "clip", "weight_decay",
+                               "disc_steps", "disc_warmup", "mle_every", "log_samples_every", "collapse_distinct2"])
     if not cfg.w_realism + cfg.w_style + cfg.w_click > 0:
         raise AdvgenError("the reward weights --w-realism, --w-style and --w-click are all zero: nothing to train for")
     for kind in ("style", "click"):

@@ -4,9 +4,7 @@ Run folder: config.json, generator/ (best validation loss, HF format), checkpoin
 (latest: model, optimizer, scheduler, RNG, step), metrics.jsonl, samples.jsonl, summary.json.
 """
 import math
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
 from advgen import config, data, metrics, models, sampling
 from advgen.config import AdvgenError, PretrainConfig
 from advgen.metrics import mean_nll
-from advgen.runlog import RunLog, truncate_jsonl, write_json
+from advgen.runlog import RunLog, load_state, save_state, truncate_jsonl, write_json
 
 
 def make_trainable(model, cfg: PretrainConfig):
@@ -42,27 +40,15 @@ def make_trainable(model, cfg: PretrainConfig):
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.")
-    os.close(fd)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng, **state}, tmp)
-    os.replace(tmp, path)
+    save_state(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), **state})
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_state(path)
     model.load_state_dict(ckpt.pop("model"))
     optimizer.load_state_dict(ckpt.pop("optimizer"))
     scheduler.load_state_dict(ckpt.pop("scheduler"))
-    rng = ckpt.pop("rng")
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
     return ckpt
 
 

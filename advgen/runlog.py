@@ -1,11 +1,13 @@
 """Run folder I/O: atomic writes, metrics.jsonl (+ TensorBoard where installed), progress bar."""
 import json
 import os
+import random
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 
@@ -22,6 +24,26 @@ def atomic(path, suffix: str = ""):
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def save_state(path, state: dict) -> None:
+    """torch.save `state` plus the RNG states (torch, python, CUDA) atomically: a resumed run draws the same."""
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    with atomic(path) as tmp:
+        torch.save({**state, "rng": rng}, tmp)
+
+
+def load_state(path) -> dict:
+    """The dict `save_state` wrote, with the RNG states restored (and removed from it)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    rng = state.pop("rng")
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return state
 
 
 def progress(total: int, desc: str, **kwargs):
