@@ -20,8 +20,9 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: install
-	rm -rf runs/quick
+	rm -rf runs/quick runs/quick-adversarial
 	$(BIN)/advgen pretrain --preset quick --out runs/quick
+	$(BIN)/advgen adversarial --init runs/quick --preset quick --out runs/quick-adversarial
 
 test: install
 	$(BIN)/python -m pytest -q tests

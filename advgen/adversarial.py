@@ -34,7 +34,7 @@ import torch
 
 from advgen import baselines, config, data, metrics, models, rewards, sampling, scorers
 from advgen.config import AdversarialConfig, AdvgenError
-from advgen.runlog import RunLog, load_state, read_jsonl, save_state, truncate_jsonl, write_json
+from advgen.runlog import RunLog, load_state, progress, read_jsonl, save_state, truncate_jsonl, write_json
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,6 +155,30 @@ def load_checkpoint(path: Path, generator, discriminator, gen_opt, disc_opt, mix
     return ckpt
 
 
+def warm_up(cfg: AdversarialConfig, init_cfg, generator, tokenizer, discriminator, disc_opt, train: list,
+            prompt_of) -> dict:
+    """Step 0: `disc_warmup` discriminator steps (at `disc_warmup_lr`) on real train texts against samples of
+    the init generator, so that the first realism rewards, and the mixer's first spread, carry signal.
+    Returns the last step's disc/* metrics; leaves the optimizer at `disc_lr`."""
+    B = cfg.prompts_per_step * cfg.k
+    for group in disc_opt.param_groups:
+        group["lr"] = cfg.disc_warmup_lr or cfg.disc_lr
+    bar = progress(cfg.disc_warmup, "discriminator warm-up")
+    for j in range(cfg.disc_warmup):
+        rows = data.batch_at(list(range(len(train))), B, cfg.seed + 3, j)
+        fake = sampling.decode(tokenizer, sampling.generate(
+            generator, [prompt_of(train[i]) for i in rows], cfg.max_new_tokens, eos_id=tokenizer.eos_token_id,
+            pad_id=tokenizer.pad_token_id, seed=cfg.seed * 1_000_003 + 500_000 + j))
+        real = [str(r[init_cfg.field]).strip() for r in data.batch_at(train, B, cfg.seed + 4, j)]
+        metrics_ = scorers.discriminator_step(discriminator, disc_opt, real, fake, cfg.clip)
+        bar.update(1)
+        bar.set_postfix(d_real=f"{metrics_['disc/d_real']:.3f}", d_fake=f"{metrics_['disc/d_fake']:.3f}")
+    bar.close()
+    for group in disc_opt.param_groups:
+        group["lr"] = cfg.disc_lr
+    return metrics_
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 
@@ -210,20 +234,13 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
         truncate_jsonl(run / name, state["step"] if resumed else -1)
 
+    warm = {}
+    if state["step"] == 0 and cfg.disc_warmup:
+        warm = warm_up(cfg, init_cfg, generator, tokenizer, discriminator, disc_opt, train, prompt_of)
     log = RunLog(run, cfg.max_steps, state["step"], desc=f"adversarial {run.name}")
     if state["step"] == 0:
-        log.log(0, {"data/train_prompts": len(train), "data/batch": P * k, "data/max_new_tokens": N})
-        # 0. Discriminator warm-up against the init generator, so that the first rewards carry signal.
-        for j in range(cfg.disc_warmup):
-            rows = data.batch_at(list(range(len(train))), P * k, cfg.seed + 3, j)
-            fake = sampling.decode(tokenizer, sampling.generate(generator, [prompt_of(train[i]) for i in rows], N,
-                                                                eos_id=eos, pad_id=pad, seed=cfg.seed * 1_000_003 + 500_000 + j))
-            real = [str(r[init_cfg.field]).strip() for r in data.batch_at(train, len(fake), cfg.seed + 4, j)]
-            warm = scorers.discriminator_step(discriminator, disc_opt, real, fake, cfg.clip)
-        if cfg.disc_warmup:
-            log.log(0, {key.replace("disc/", "disc_warmup/"): v for key, v in warm.items()})
-            log.bar.write(f"discriminator warm-up: {cfg.disc_warmup} steps, D(real) {warm['disc/d_real']:.3f}, "
-                          f"D(fake) {warm['disc/d_fake']:.3f}")
+        log.log(0, {"data/train_prompts": len(train), "data/batch": P * k, "data/max_new_tokens": N,
+                    **{key.replace("disc/", "disc_warmup/"): v for key, v in warm.items()}})
     trainable = [p for p in generator.parameters() if p.requires_grad]
     while state["step"] < cfg.max_steps:
         step = state["step"]
@@ -333,7 +350,8 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
 def summarize(run: Path, cfg: AdversarialConfig, init_cfg, generator, reference, tokenizer, discriminator,
               records: list, prompt_of) -> dict:
     """Start vs end of training from metrics.jsonl; the final generator against the init one on the same
-    `eval_samples` prompts of the valid split and the same seed, at temperature 1."""
+    `eval_samples` prompts of the valid split and the same seed, at temperature 1: diversity, and how well the
+    final discriminator tells their samples from the prompts' real texts."""
     steps = [r for r in read_jsonl(run / "metrics.jsonl") if "policy/loss" in r]
     window = max(1, min(10, len(steps) // 10))
 
@@ -341,14 +359,20 @@ def summarize(run: Path, cfg: AdversarialConfig, init_cfg, generator, reference,
         values = [r[key] for r in rows if key in r]
         return sum(values) / len(values) if values else None
 
-    prompts = [prompt_of(records[i % len(records)]) for i in range(cfg.eval_samples)]
+    chosen = [records[i % len(records)] for i in range(cfg.eval_samples)]
+    prompts = [prompt_of(r) for r in chosen]
+    real_p = rewards.realism(discriminator, [str(r[init_cfg.field]).strip() for r in chosen])  # the same prompts' true texts
     compared = {}
     for name, model in (("final", generator), ("init", reference)):
         batches = sampling.sample_batches(model, tokenizer, prompts, cfg.max_new_tokens, 64, cfg.seed, temperature=1.0)
         texts = [t for _, s in batches for t in sampling.decode(tokenizer, s)]
+        fake_p = rewards.realism(discriminator, texts)
         compared[name] = {"distinct2": metrics.distinct(texts, 2)[1],
                           "self_bleu4": metrics.self_bleu(texts, 4) if len(texts) > 1 else None,
-                          "d_real_final_discriminator": rewards.realism(discriminator, texts).mean().item(),
+                          "d_real_final_discriminator": fake_p.mean().item(),
+                          # accuracy of the final discriminator on these samples against as many real valid texts
+                          "disc_accuracy_final_discriminator": ((real_p > 0.5).float().mean()
+                                                                + (fake_p <= 0.5).float().mean()).item() / 2,
                           "example": texts[0]}
     return {"steps": len(steps), "window": window,
             "d_fake_start": mean(steps[:window], "disc/d_fake"), "d_fake_end": mean(steps[-window:], "disc/d_fake"),

@@ -173,6 +173,7 @@ class AdversarialConfig:
     clip: float = _opt(1.0, "gradient-norm clipping of both models (0 = off)")
     disc_steps: int = _opt(1, "discriminator steps per generator step (0 = a frozen discriminator)")
     disc_warmup: int = _opt(0, "discriminator steps on real texts against the init generator's samples before the first generator step")
+    disc_warmup_lr: Optional[float] = _opt(None, "discriminator learning rate during the warm-up (empty = --disc-lr)")
     mle_every: int = _opt(0, "a teacher-forced maximum-likelihood generator step every N steps (0 = never)")
     max_steps: int = _opt(500, "generator steps")
     log_samples_every: int = _opt(25, "write one sample per prompt, with its rewards, to samples.jsonl every N steps (0 = never)")
@@ -191,10 +192,13 @@ class AdversarialConfig:
 ADVERSARIAL_PRESETS = {
     # After `advgen pretrain --preset quick` (runs/quick): realism only, MiniLM discriminator, on CPU. MiniLM
     # cost 1.7x the CPU time per step of scratch:bert-mini (4.5 s against 2.7 s, one thread, busy machine),
-    # but a randomly initialised encoder learns little in the few steps a 5-minute budget allows.
-    "quick": dict(discriminator="minilm-l6", disc_max_length=32, prompts_per_step=16, k=4, gen_lr=1e-4,
-                  disc_lr=5e-5, kl_coef=0.05, max_steps=50, log_samples_every=10, checkpoint_every=25,
-                  eval_samples=500),
+    # but a randomly initialised encoder learns little in the few steps a 5-minute budget allows. The
+    # discriminator is warmed up fast (30 steps at 2e-4 reach ~0.84 held-out accuracy against the init
+    # generator), then trains at a learning rate 30x below the generator's; kl_coef 0.5 keeps most of the diversity
+    # (the README's table compares 0.05, 0.2 and 0.5).
+    "quick": dict(discriminator="minilm-l6", disc_max_length=32, prompts_per_step=16, k=4, gen_lr=3e-4,
+                  disc_lr=1e-5, disc_warmup=30, disc_warmup_lr=2e-4, kl_coef=0.5, max_steps=50,
+                  log_samples_every=10, checkpoint_every=25, eval_samples=500),
     # The research setting on a GPU: after `advgen pretrain --preset paper` (gpt2 on reviews), BERT-base.
     "paper": dict(discriminator="bert-base-uncased", disc_max_length=256, prompts_per_step=16, k=4, gen_lr=1e-5,
                   disc_lr=2e-5, kl_coef=0.05, max_steps=2000, log_samples_every=100, checkpoint_every=200,
@@ -209,7 +213,7 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
         raise AdvgenError("--init is required: a run folder written by `advgen pretrain`")
     check_ranges(cfg, positive=["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every",
                                 "eval_samples", "nan_patience", "gen_lr", "disc_lr"]
-                 + (["max_new_tokens"] if cfg.max_new_tokens is not None else []),
+                 + [name for name in ("max_new_tokens", "disc_warmup_lr") if getattr(cfg, name) is not None],
                  non_negative=["w_realism", "w_style", "w_click", "kl_coef", "entropy_coef", "clip", "weight_decay",
                                "disc_steps", "disc_warmup", "mle_every", "log_samples_every", "collapse_distinct2"])
     if not cfg.w_realism + cfg.w_style + cfg.w_click > 0:

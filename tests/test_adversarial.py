@@ -67,7 +67,8 @@ def scorer_folders(tmp_path_factory):
 def test_run_trains_both_models_and_logs_everything(init, tmp_path):
     out = tmp_path / "adv"
     result = run_cli("--init", init, "--out", out, "--max-steps", 3, "--checkpoint-every", 2, "--log-samples-every", 1,
-                     "--mle-every", 2, "--entropy-coef", 0.01, "--kl-coef", 0.1, "--disc-warmup", 2)
+                     "--mle-every", 2, "--entropy-coef", 0.01, "--kl-coef", 0.1, "--disc-warmup", 2,
+                     "--disc-warmup-lr", 1e-3, "--disc-lr", 2e-5)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "discriminator", "generator",
                                                      "metrics.jsonl", "samples.jsonl", "summary.json", "tb"]
@@ -83,6 +84,9 @@ def test_run_trains_both_models_and_logs_everything(init, tmp_path):
 
     warmup = [r for r in rows(out / "metrics.jsonl") if "disc_warmup/d_fake" in r]
     assert [r["step"] for r in warmup] == [0] and 0 < warmup[0]["disc_warmup/d_fake"] < 1
+    # The warm-up ran at its own learning rate; the adversarial steps at --disc-lr.
+    disc_groups = torch.load(out / "checkpoint" / "state.pt", weights_only=False)["disc_optimizer"]["param_groups"]
+    assert {group["lr"] for group in disc_groups} == {2e-5}
     metrics = [r for r in rows(out / "metrics.jsonl") if "policy/loss" in r]
     assert [r["step"] for r in metrics] == [1, 2, 3]
     for r in metrics:
@@ -103,7 +107,9 @@ def test_run_trains_both_models_and_logs_everything(init, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 and 0 <= summary["d_fake_end"] <= 1 and summary["skipped_steps"] == 0
     assert 0 <= summary["realism_start"] <= 1 and "style_start" not in summary
-    assert set(summary["final"]) == set(summary["init"]) >= {"distinct2", "self_bleu4", "d_real_final_discriminator"}
+    assert set(summary["final"]) == set(summary["init"]) >= {"distinct2", "self_bleu4", "d_real_final_discriminator",
+                                                              "disc_accuracy_final_discriminator"}
+    assert all(0 <= summary[name]["disc_accuracy_final_discriminator"] <= 1 for name in ("final", "init"))
 
 
 @pytest.mark.parametrize("baseline", ["self-critical", "ema", "none"])
