@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from advgen import baselines, config, data, metrics, models, rewards, sampling, scorers
+from advgen import baselines, config, data, distributed, metrics, models, rewards, sampling, scorers
 from advgen.config import AdversarialConfig, AdvgenError
 from advgen.runlog import RunLog, load_state, progress, read_jsonl, save_state, truncate_jsonl, write_json
 
@@ -189,6 +189,8 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     if resume:
         cfg = load_config(run)  # the run's own config, not the flags
     config.validate_adversarial(cfg)
+    if distributed.world_size() > 1:
+        raise AdvgenError("advgen adversarial does not run under torchrun yet: run it as one process")
     if not resume and run.exists() and any(run.iterdir()):
         raise AdvgenError(f"run folder {run} already exists: pass --resume to continue it, or another --out")
     device = models.resolve_device(cfg.device)

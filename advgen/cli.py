@@ -6,6 +6,8 @@ import typing
 
 import click
 
+from advgen import distributed
+
 from advgen.config import (ADVERSARIAL_PRESETS, PRETRAIN_PRESETS, SCORER_PRESETS, AdversarialConfig, AdvgenError,
                            PretrainConfig, ScorerConfig, resolve)
 
@@ -39,7 +41,8 @@ def bad_input_exits_2(fn):
         try:
             return fn(*args, **kwargs)
         except AdvgenError as e:
-            click.echo(f"advgen: error: {e}", err=True)
+            if distributed.is_main():  # under torchrun every rank fails alike: one line, from rank 0
+                click.echo(f"advgen: error: {e}", err=True)
             sys.exit(2)
     return wrapper
 
@@ -64,8 +67,9 @@ def pretrain(preset, resume, **flags):
 
     cfg = resolve(PretrainConfig, PRETRAIN_PRESETS, preset, flags)
     run = run_pretrain(cfg, resume=resume)
-    click.echo(f"run folder: {run}")
-    click.echo((run / "summary.json").read_text().strip())
+    if distributed.is_main():
+        click.echo(f"run folder: {run}")
+        click.echo((run / "summary.json").read_text().strip())
 
 
 @main.command()
@@ -93,8 +97,9 @@ def train_scorer(preset, **flags):
     from advgen.scorers import train_scorer as run_train_scorer
 
     folder = run_train_scorer(resolve(ScorerConfig, SCORER_PRESETS, preset, flags))
-    click.echo(f"scorer folder: {folder}")
-    click.echo((folder / "summary.json").read_text().strip())
+    if distributed.is_main():
+        click.echo(f"scorer folder: {folder}")
+        click.echo((folder / "summary.json").read_text().strip())
 
 
 @main.command()

@@ -1,8 +1,12 @@
 """`advgen pretrain`: maximum-likelihood training of the generator, readable top to bottom.
 
 Run folder: config.json, generator/ (best validation loss, HF format), checkpoint/state.pt
-(latest: model, optimizer, scheduler, RNG, step), metrics.jsonl, samples.jsonl, summary.json.
+(latest: model, optimizer, scheduler, RNG, step, world size), metrics.jsonl, samples.jsonl, summary.json.
+
+Under `torchrun`, each rank trains on its slice of every global batch of `batch_size` (advgen.distributed)
+and DDP averages the gradients; rank 0 alone validates, logs, samples and writes the run folder.
 """
+import contextlib
 import math
 import random
 import time
@@ -12,7 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
 
-from advgen import config, data, metrics, models, sampling
+from advgen import config, data, distributed, metrics, models, sampling
 from advgen.config import AdvgenError, PretrainConfig
 from advgen.metrics import mean_nll
 from advgen.runlog import RunLog, load_state, save_state, truncate_jsonl, write_json
@@ -63,7 +67,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     elif run.exists() and any(run.iterdir()):
         raise AdvgenError(f"run folder {run} already exists: pass --resume to continue it, or another --out")
     config.validate(cfg)
-    device = models.resolve_device(cfg.device)
+    distributed.check_divides(cfg.batch_size, "--batch-size")
+    device = distributed.setup(models.resolve_device(cfg.device))
+    main = distributed.is_main()
 
     # Everything that can fail on bad input happens before the run folder is created.
     splits = data.load_splits(cfg)
@@ -75,20 +81,29 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     sample_prompts = [p for p, _ in valid[:cfg.num_samples]]
 
-    run.mkdir(parents=True, exist_ok=True)
-    state = {"step": 0, "best_loss": math.inf, "best_step": 0, "bad_evals": 0, "tokens_seen": 0, "done": False}
+    world = distributed.world_size()
+    state = {"step": 0, "best_loss": math.inf, "best_step": 0, "bad_evals": 0, "tokens_seen": 0, "done": False,
+             "world_size": world}
     resumed = resume and ckpt_path.exists()
     if resumed:
         state = load_checkpoint(ckpt_path, model, optimizer, scheduler)
+        if state.get("world_size", 1) != world:
+            raise AdvgenError(f"{run} was trained with world size {state.get('world_size', 1)}; resume it with the "
+                              f"same number of processes, not {world}")
     else:
-        config.save(cfg, run / "config.json")
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-    for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
-        truncate_jsonl(run / name, state["step"] if resumed else -1)
+    step_nll = distributed.data_parallel(model, models.target_nll)  # (batch) -> (summed nll, tokens), DDP when W > 1
+    distributed.barrier()  # every rank has checked the run folder before rank 0 writes into it
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        if not resumed:
+            config.save(cfg, run / "config.json")
+        for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
+            truncate_jsonl(run / name, state["step"] if resumed else -1)
 
     train_tokens = sum(len(t) for _, t in train)
-    log = RunLog(run, cfg.max_steps, state["step"], desc=f"pretrain {run.name}")
+    log = RunLog(run, cfg.max_steps, state["step"], desc=f"pretrain {run.name}", enabled=main)
     if state["step"] == 0:
         log.log(0, {"data/train_examples": len(train), "data/valid_examples": len(valid),
                     "data/test_examples": len(test), "data/train_target_tokens": train_tokens})
@@ -98,13 +113,17 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         step = state["step"]
         loss = 0.0
         for k in range(cfg.grad_accum):
-            examples = data.batch_at(train, cfg.batch_size, cfg.seed, step * cfg.grad_accum + k)
-            batch = {key: v.to(device) for key, v in data.collate(examples, pad).items()}
-            nll, n = models.target_nll(model, batch)
-            micro_loss = nll / n / cfg.grad_accum  # mean over target tokens
-            micro_loss.backward()
-            loss += micro_loss.item()
-            state["tokens_seen"] += sum(len(t) for _, t in examples)
+            examples = data.batch_at(train, cfg.batch_size, cfg.seed, step * cfg.grad_accum + k)  # the global batch
+            n = sum(len(t) for _, t in examples)
+            batch = {key: v.to(device) for key, v in data.collate(distributed.shard(examples), pad).items()}
+            # DDP averages over ranks, so world * (this rank's summed nll) / (global tokens) averages to the
+            # mean over the global batch's target tokens: the loss a single process would take.
+            with step_nll.no_sync() if world > 1 and k < cfg.grad_accum - 1 else contextlib.nullcontext():
+                nll, _ = step_nll(batch)
+                micro_loss = nll * world / n / cfg.grad_accum
+                micro_loss.backward()
+            loss += distributed.gather(nll.detach().reshape(1)).sum().item() / n / cfg.grad_accum
+            state["tokens_seen"] += n
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf)
         optimizer.step()
         scheduler.step()
@@ -116,20 +135,28 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         log.bar.set_postfix(loss=f"{loss:.3f}")
 
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            val_loss = mean_nll(model, valid, cfg.batch_size, pad, device, cfg.eval_batches)
-            if val_loss < state["best_loss"]:
+            # Rank 0 validates; every rank takes the same early-stopping decision from its result.
+            val_loss = distributed.broadcast(mean_nll(model, valid, cfg.batch_size, pad, device, cfg.eval_batches)
+                                             if main else None)
+            improved = val_loss < state["best_loss"]
+            if improved:
                 state.update(best_loss=val_loss, best_step=step, bad_evals=0)
-                models.save(model, tokenizer, run / "generator")
             else:
                 state["bad_evals"] += 1
             state["done"] = bool(cfg.patience) and state["bad_evals"] >= cfg.patience
-            log.log(step, {"val/loss": val_loss, "val/ppl": metrics.perplexity(val_loss),
-                           "val/best_ppl": metrics.perplexity(state["best_loss"]), "val/early_stop": int(state["done"])})
-            texts = sampling.sample(model, tokenizer, sample_prompts, cfg.max_target_tokens, seed=cfg.seed + step)
-            log.write_samples(step, [tokenizer.decode(p, skip_special_tokens=True) for p in sample_prompts], texts)
-            save_checkpoint(ckpt_path, model, optimizer, scheduler, state)
-            log.bar.write(f"step {step}: val loss {val_loss:.4f} (ppl {metrics.perplexity(val_loss):.1f}); e.g. {texts[0]!r}")
+            if main:
+                if improved:
+                    models.save(model, tokenizer, run / "generator")
+                log.log(step, {"val/loss": val_loss, "val/ppl": metrics.perplexity(val_loss),
+                               "val/best_ppl": metrics.perplexity(state["best_loss"]), "val/early_stop": int(state["done"])})
+                texts = sampling.sample(model, tokenizer, sample_prompts, cfg.max_target_tokens, seed=cfg.seed + step)
+                log.write_samples(step, [tokenizer.decode(p, skip_special_tokens=True) for p in sample_prompts], texts)
+                save_checkpoint(ckpt_path, model, optimizer, scheduler, state)
+                log.write(f"step {step}: val loss {val_loss:.4f} (ppl {metrics.perplexity(val_loss):.1f}); e.g. {texts[0]!r}")
     log.close()
+    distributed.cleanup()
+    if not main:
+        return run
 
     # Test perplexity of the best checkpoint, loaded back as a user would, beside a unigram baseline.
     best = AutoModelForCausalLM.from_pretrained(str(run / "generator")).to(device)

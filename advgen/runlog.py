@@ -71,28 +71,40 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
 
 
 class RunLog:
-    """Scalars go to metrics.jsonl (one JSON object per step) and TensorBoard; a tqdm bar shows progress."""
+    """Scalars go to metrics.jsonl (one JSON object per step) and TensorBoard; a tqdm bar shows progress.
+    enabled=False (every rank but the first under torchrun) writes and shows nothing."""
 
-    def __init__(self, folder: Path, total_steps: int, initial_step: int = 0, desc: str = ""):
-        self.folder = Path(folder)
-        self.metrics = open(self.folder / "metrics.jsonl", "a")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, folder: Path, total_steps: int, initial_step: int = 0, desc: str = "", enabled: bool = True):
+        self.folder, self.enabled = (Path(folder) if enabled else None), enabled
+        self.metrics = open(self.folder / "metrics.jsonl", "a") if enabled else None
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(self.folder / "tb"), purge_step=initial_step + 1)
-        except ImportError:
-            self.tb = None
-        self.bar = progress(total_steps, desc, initial=initial_step)
+                self.tb = SummaryWriter(str(self.folder / "tb"), purge_step=initial_step + 1)
+            except ImportError:
+                pass
+        self.bar = progress(total_steps, desc, initial=initial_step, disable=not enabled)
 
     def log(self, step: int, scalars: dict) -> None:
+        if not self.enabled:
+            return
         self.metrics.write(json.dumps({"step": step, **scalars}) + "\n")
         self.metrics.flush()
         if self.tb is not None:
             for key, value in scalars.items():
                 self.tb.add_scalar(key, value, step)
 
+    def write(self, line: str) -> None:
+        """A line above the bar."""
+        if self.enabled:
+            self.bar.write(line)
+
     def write_samples(self, step: int, prompts: list, texts: list, extras: list = None) -> None:
         """One row per text; `extras` (one dict per text, e.g. its rewards) are merged into the rows."""
+        if not self.enabled:
+            return
         extras = extras or [{}] * len(texts)
         with open(self.folder / "samples.jsonl", "a") as f:
             f.writelines(json.dumps({"step": step, "prompt": p, "text": t, **e}) + "\n"
@@ -100,6 +112,7 @@ class RunLog:
 
     def close(self) -> None:
         self.bar.close()
-        self.metrics.close()
-        if self.tb is not None:
-            self.tb.close()
+        if self.enabled:
+            self.metrics.close()
+            if self.tb is not None:
+                self.tb.close()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
-from advgen import config, data, models, rewards
+from advgen import config, data, distributed, models, rewards
 from advgen.config import AdvgenError, ScorerConfig
 from advgen.runlog import RunLog
 
@@ -173,10 +173,12 @@ def evaluate(model, tokenizer, info: dict, texts: list, y: list, batch_size: int
 def train_scorer(cfg: ScorerConfig) -> Path:
     started = time.time()
     config.validate_scorer(cfg)
+    distributed.check_divides(cfg.batch_size, "--batch-size")
     out = Path(cfg.out)
     if out.exists():
         raise AdvgenError(f"scorer folder {out} already exists: choose another --out")
-    device = models.resolve_device(cfg.device)
+    device = distributed.setup(models.resolve_device(cfg.device))
+    main = distributed.is_main()
 
     # Everything that can fail on bad input happens before anything is written.
     splits, names = labelled_splits(data.load_corpus(cfg.corpus), cfg)
@@ -189,20 +191,25 @@ def train_scorer(cfg: ScorerConfig) -> Path:
     optimizer = torch.optim.AdamW(models.param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))  # logs now, renamed into place at the end
+    step_model = distributed.data_parallel(model)  # DDP under torchrun: each rank trains on its slice of a batch
+    distributed.barrier()  # every rank has checked --out before rank 0 writes beside it
+    work = None
+    if main:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))  # logs now, renamed into place at the end
     try:
         torch.manual_seed(cfg.seed)
-        log = RunLog(work, cfg.max_steps, desc=f"train-scorer {cfg.kind}:{cfg.label}")
+        log = RunLog(work, cfg.max_steps, desc=f"train-scorer {cfg.kind}:{cfg.label}", enabled=main)
         log.log(0, {"data/train": len(train), "data/valid": len(splits["valid"][0]), "data/test": len(splits["test"][0]),
                     **{f"data/train_class/{n}": splits["train"][1].count(i) for i, n in enumerate(names)}})
         best = {"loss": math.inf, "step": 0, "state": None}
         bad_evals, step = 0, 0
         model.train()
         while step < cfg.max_steps:
-            ids, labels = zip(*data.batch_at(train, cfg.batch_size, cfg.seed, step))
-            loss, _ = classifier_loss(model, tokenizer, list(ids), torch.tensor(labels))
-            loss.backward()
+            ids, labels = zip(*distributed.shard(data.batch_at(train, cfg.batch_size, cfg.seed, step)))
+            loss, _ = classifier_loss(step_model, tokenizer, list(ids), torch.tensor(labels))
+            loss.backward()  # the ranks' equal slices: DDP's average of their means is the batch mean
+            loss = distributed.gather(loss.detach().reshape(1)).mean()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip else math.inf)
             optimizer.step()
             scheduler.step()
@@ -212,7 +219,7 @@ def train_scorer(cfg: ScorerConfig) -> Path:
                            "charts/grad_norm": float(grad_norm)})
             log.bar.update(1)
             log.bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            if (step % cfg.eval_every == 0 or step == cfg.max_steps) and main:
                 val_loss, probs = evaluate(model, tokenizer, info, valid_x, valid_y, cfg.batch_size)
                 scores = quality(cfg.kind, probs, np.array(valid_y), valid_raw)
                 scores.pop("confusion", None)
@@ -222,10 +229,13 @@ def train_scorer(cfg: ScorerConfig) -> Path:
                 else:
                     bad_evals += 1
                 log.log(step, {"val/loss": val_loss, **{f"val/{k}": v for k, v in scores.items()}})
-                log.bar.write(f"step {step}: val loss {val_loss:.4f} " + " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-                if cfg.patience and bad_evals >= cfg.patience:
-                    break
+                log.write(f"step {step}: val loss {val_loss:.4f} " + " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            if step % cfg.eval_every == 0 and distributed.broadcast(bool(cfg.patience) and bad_evals >= cfg.patience):
+                break  # rank 0 validated; every rank stops together
         log.close()
+        distributed.cleanup()
+        if not main:
+            return out
 
         model.load_state_dict(best["state"])
         test_x, test_y, test_raw = splits["test"]
@@ -240,7 +250,8 @@ def train_scorer(cfg: ScorerConfig) -> Path:
                                                    **{name: work / name for name in ("metrics.jsonl", "tb")
                                                       if (work / name).exists()}})
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     return out
 
 
