@@ -155,22 +155,24 @@ def load_checkpoint(path: Path, generator, discriminator, gen_opt, disc_opt, mix
     return ckpt
 
 
-def warm_up(cfg: AdversarialConfig, init_cfg, generator, tokenizer, discriminator, disc_opt, train: list,
+def warm_up(cfg: AdversarialConfig, init_cfg, generator, tokenizer, disc_step, disc_opt, train: list,
             prompt_of) -> dict:
     """Step 0: `disc_warmup` discriminator steps (at `disc_warmup_lr`) on real train texts against samples of
     the init generator, so that the first realism rewards, and the mixer's first spread, carry signal.
-    Returns the last step's disc/* metrics; leaves the optimizer at `disc_lr`."""
+    Under torchrun each rank takes its slice of both. Returns the last step's disc/* metrics (means over
+    the ranks); leaves the optimizer at `disc_lr`."""
     B = cfg.prompts_per_step * cfg.k
     for group in disc_opt.param_groups:
         group["lr"] = cfg.disc_warmup_lr or cfg.disc_lr
-    bar = progress(cfg.disc_warmup, "discriminator warm-up")
+    bar = progress(cfg.disc_warmup, "discriminator warm-up", disable=not distributed.is_main())
     for j in range(cfg.disc_warmup):
-        rows = data.batch_at(list(range(len(train))), B, cfg.seed + 3, j)
+        rows = distributed.shard(data.batch_at(list(range(len(train))), B, cfg.seed + 3, j))
         fake = sampling.decode(tokenizer, sampling.generate(
             generator, [prompt_of(train[i]) for i in rows], cfg.max_new_tokens, eos_id=tokenizer.eos_token_id,
-            pad_id=tokenizer.pad_token_id, seed=cfg.seed * 1_000_003 + 500_000 + j))
-        real = [str(r[init_cfg.field]).strip() for r in data.batch_at(train, B, cfg.seed + 4, j)]
-        metrics_ = scorers.discriminator_step(discriminator, disc_opt, real, fake, cfg.clip)
+            pad_id=tokenizer.pad_token_id, seed=cfg.seed * 1_000_003 + 500_000 + j,
+            rows_of=(distributed.rank() * len(rows), B)))
+        real = [str(r[init_cfg.field]).strip() for r in distributed.shard(data.batch_at(train, B, cfg.seed + 4, j))]
+        metrics_ = distributed.mean_over_ranks(scorers.discriminator_step(disc_step, disc_opt, real, fake, cfg.clip))
         bar.update(1)
         bar.set_postfix(d_real=f"{metrics_['disc/d_real']:.3f}", d_fake=f"{metrics_['disc/d_fake']:.3f}")
     bar.close()
@@ -189,11 +191,11 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     if resume:
         cfg = load_config(run)  # the run's own config, not the flags
     config.validate_adversarial(cfg)
-    if distributed.world_size() > 1:
-        raise AdvgenError("advgen adversarial does not run under torchrun yet: run it as one process")
+    distributed.check_divides(cfg.prompts_per_step, "--prompts-per-step")  # a prompt's k samples stay on one rank
     if not resume and run.exists() and any(run.iterdir()):
         raise AdvgenError(f"run folder {run} already exists: pass --resume to continue it, or another --out")
-    device = models.resolve_device(cfg.device)
+    device = distributed.setup(models.resolve_device(cfg.device))
+    main, world = distributed.is_main(), distributed.world_size()
 
     # Everything that can fail on bad input happens before the run folder is created.
     init_cfg, generator, tokenizer = load_init(cfg.init)
@@ -209,7 +211,7 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
         train, targets = [r for r, t in zip(train, targets) if t is not None], [t for t in targets if t is not None]
         if not train:
             raise AdvgenError(f"no train row has a '{scorers_['style'].info['label']}' label for the style reward")
-    discriminator = rewards.discriminator(cfg.discriminator, cfg.disc_max_length, seed=cfg.seed)
+    discriminator = rewards.discriminator(cfg.discriminator, cfg.disc_max_length, cfg.disc_dropout, seed=cfg.seed)
     generator.to(device).eval()
     reference.to(device).eval().requires_grad_(False)
     discriminator.model.to(device)
@@ -223,23 +225,32 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
         return data.prompt_ids(tokenizer, record, init_cfg.field, init_cfg.condition, init_cfg.source,
                                init_cfg.max_source_tokens)
 
-    run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "checkpoint" / "state.pt"
-    state = {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False}
+    state = {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False, "world_size": world}
     resumed = resume and ckpt_path.exists()
     if resumed:
         state = load_checkpoint(ckpt_path, generator, discriminator, gen_opt, disc_opt, mixer)
+        if state.get("world_size", 1) != world:
+            raise AdvgenError(f"{run} was trained with world size {state.get('world_size', 1)}; resume it with the "
+                              f"same number of processes, not {world}")
     else:
-        config.save(init_cfg, run / "config.json", adversarial=asdict(cfg))
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-    for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
-        truncate_jsonl(run / name, state["step"] if resumed else -1)
+    # Under torchrun, DDP averages the ranks' gradients: policy(fn, *args) = fn(generator, *args).
+    policy = distributed.data_parallel(generator, calls=True)
+    disc_step = discriminator._replace(model=distributed.data_parallel(discriminator.model))
+    distributed.barrier()  # every rank has checked the run folder before rank 0 writes into it
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        if not resumed:
+            config.save(init_cfg, run / "config.json", adversarial=asdict(cfg))
+        for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
+            truncate_jsonl(run / name, state["step"] if resumed else -1)
 
     warm = {}
     if state["step"] == 0 and cfg.disc_warmup:
-        warm = warm_up(cfg, init_cfg, generator, tokenizer, discriminator, disc_opt, train, prompt_of)
-    log = RunLog(run, cfg.max_steps, state["step"], desc=f"adversarial {run.name}")
+        warm = warm_up(cfg, init_cfg, generator, tokenizer, disc_step, disc_opt, train, prompt_of)
+    log = RunLog(run, cfg.max_steps, state["step"], desc=f"adversarial {run.name}", enabled=main)
     if state["step"] == 0:
         log.log(0, {"data/train_prompts": len(train), "data/batch": P * k, "data/max_new_tokens": N,
                     **{key.replace("disc/", "disc_warmup/"): v for key, v in warm.items()}})
@@ -247,39 +258,47 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     while state["step"] < cfg.max_steps:
         step = state["step"]
         # 1. On-policy samples: k per prompt, contiguous (the layout baselines expects), seeded by (seed, step).
+        #    Under torchrun each rank samples its slice of the prompts (b = B / world rows, from `first`) with
+        #    the whole batch's draws; the statistics of steps 2-4 are taken over the gathered batch.
         rows = data.batch_at(list(range(len(train))), P, cfg.seed, step)
-        prompts = [prompt_of(train[i]) for i in rows for _ in range(k)]              # B = P * k
-        batch_targets = [targets[i] for i in rows for _ in range(k)]
+        mine = distributed.shard(rows)
+        prompts = [prompt_of(train[i]) for i in mine for _ in range(k)]              # b = (P / world) * k
+        batch_targets = [targets[i] for i in mine for _ in range(k)]
+        first, b = distributed.rank() * len(prompts), len(prompts)
         samples = sampling.generate(generator, prompts, N, temperature=1.0, eos_id=eos, pad_id=pad,
-                                    seed=cfg.seed * 1_000_003 + step)               # tokens, mask: (B, N)
+                                    seed=cfg.seed * 1_000_003 + step, rows_of=(first, P * k))  # tokens, mask: (b, N)
         texts = sampling.decode(tokenizer, samples)
 
         # 2. Rewards of the weighted components, mixed. A non-finite score never reaches the mixer's statistics.
-        components = score(texts, batch_targets, discriminator, scorers_, cfg)
+        components = {name: distributed.gather(r) for name, r in
+                      score(texts, batch_targets, discriminator, scorers_, cfg).items()}     # (B,) each
         if all(bool(torch.isfinite(r).all()) for r in components.values()):
             total, _ = mixer(components)                                             # (B,)
         else:
             total = torch.full((len(texts),), math.nan)
 
         # 3. KL to the frozen init generator and entropy, folded into the reward per sequence.
-        logp = sampling.teacher_forced_logprobs(generator, prompts, samples, pad).sum(1)  # (B,) with gradient
-        ref_logp = sequence_logprobs(reference, prompts, samples, pad)
-        reward, kl, entropy = shaped(total, logp.detach().cpu(), ref_logp, cfg)
+        logp = policy(sampling.teacher_forced_logprobs, prompts, samples, pad).sum(1)  # (b,) with gradient
+        ref_logp = distributed.gather(sequence_logprobs(reference, prompts, samples, pad))
+        reward, kl, entropy = shaped(total, distributed.gather(logp.detach().cpu()), ref_logp, cfg)  # (B,)
 
         # 4. Advantages. Self-critical: the greedy decode of each prompt, scored without updating the mixer.
         greedy_rewards = None
         if cfg.baseline == "self-critical":
             greedy = sampling.generate(generator, prompts[::k], N, temperature=0.0, eos_id=eos, pad_id=pad)
-            g_components = score(sampling.decode(tokenizer, greedy), batch_targets[::k], discriminator, scorers_, cfg)
+            g_components = {name: distributed.gather(r) for name, r in score(
+                sampling.decode(tokenizer, greedy), batch_targets[::k], discriminator, scorers_, cfg).items()}
             g_total, _ = mixer(g_components, update=False)
-            greedy_rewards, _, _ = shaped(g_total, sequence_logprobs(generator, prompts[::k], greedy, pad),
-                                          sequence_logprobs(reference, prompts[::k], greedy, pad), cfg)
+            greedy_rewards, _, _ = shaped(g_total, distributed.gather(sequence_logprobs(generator, prompts[::k], greedy, pad)),
+                                          distributed.gather(sequence_logprobs(reference, prompts[::k], greedy, pad)), cfg)
         advantages, baseline, new_ema = baselines.advantages(reward, cfg.baseline, k=k, greedy_rewards=greedy_rewards,
                                                              ema=state["ema"], decay=cfg.ema_decay, whiten=cfg.whiten)
 
-        # 5. Policy-gradient step; a non-finite loss or gradient skips it.
-        loss = -(advantages.to(device) * logp).mean()
+        # 5. Policy-gradient step; a non-finite loss or gradient skips it. The loss is -mean over the batch of
+        #    A_i * log p(y_i); each rank's share is scaled by world / B, and DDP averages the ranks.
+        loss = -(advantages[first:first + b].to(device) * logp).sum() * world / (P * k)
         loss.backward()
+        loss = distributed.gather(loss.detach().reshape(1)).mean()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))
         finite = math.isfinite(loss.item()) and math.isfinite(grad_norm)
         if finite:
@@ -292,24 +311,28 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
         # 6. Discriminator: real train texts (seeded by step) against this step's samples.
         disc_logs = []
         for j in range(cfg.disc_steps):
-            real = [str(r[init_cfg.field]).strip() for r in data.batch_at(train, len(texts), cfg.seed + 1,
-                                                                          step * cfg.disc_steps + j)]
-            disc_logs.append(scorers.discriminator_step(discriminator, disc_opt, real, texts, cfg.clip))
+            real = [str(r[init_cfg.field]).strip() for r in distributed.shard(
+                data.batch_at(train, P * k, cfg.seed + 1, step * cfg.disc_steps + j))]
+            disc_logs.append(distributed.mean_over_ranks(
+                scorers.discriminator_step(disc_step, disc_opt, real, texts, cfg.clip)))
 
         # 7. Optional maximum-likelihood step on a train batch, through the same optimizer.
         mle = {}
         if cfg.mle_every and (step + 1) % cfg.mle_every == 0:
             examples = data.encode(tokenizer, data.batch_at(train, init_cfg.batch_size, cfg.seed + 2, step // cfg.mle_every),
                                    init_cfg)
-            nll, n = models.target_nll(generator, {key: v.to(device) for key, v in data.collate(examples, pad).items()})
-            (nll / n).backward()
+            n = sum(len(t) for _, t in examples)  # target tokens of the whole batch (as in pretrain.py)
+            nll, _ = policy(models.target_nll, {key: v.to(device) for key, v in
+                                                data.collate(distributed.shard(examples), pad).items()})
+            (nll * world / n).backward()
             mle_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))
             if math.isfinite(mle_norm):
                 gen_opt.step()
             gen_opt.zero_grad(set_to_none=True)
-            mle = {"losses/mle": (nll / n).item()}
+            mle = {"losses/mle": distributed.gather(nll.detach().reshape(1)).sum().item() / n}
 
-        # 8. Logging.
+        # 8. Logging (rank 0), of the whole batch.
+        texts = distributed.gather_objects(texts)
         distinct2 = metrics.distinct(texts, 2)[1]
         alarm = bool(cfg.collapse_distinct2) and distinct2 < cfg.collapse_distinct2
         state["step"] = step = step + 1
@@ -319,28 +342,32 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
                        "reward/advantage_std": float(advantages.std(correction=0)), "reward/baseline_mean": float(baseline.mean()),
                        "policy/kl": float(kl.mean()), "policy/entropy": float(entropy.mean()),
                        "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
-                       "policy/sample_tokens": float(samples.mask.sum(1).float().mean()),
+                       "policy/sample_tokens": float(distributed.gather(samples.mask.sum(1).float()).mean()),
                        **mean_of(disc_logs), **mle, "charts/distinct2": distinct2,
                        "charts/collapse_alarm": int(alarm), "charts/skipped": int(not finite)})
         log.bar.update(1)
         log.bar.set_postfix(reward=f"{float(total.mean()):.3f}", d_fake=f"{mean_of(disc_logs).get('disc/d_fake', math.nan):.3f}")
         if alarm and not state["alarmed"]:
-            log.bar.write(f"warning: step {step}: distinct-2 of the batch is {distinct2:.3f}, below --collapse-distinct2 "
-                          f"{cfg.collapse_distinct2}: the generator may be collapsing onto a few outputs")
+            log.write(f"warning: step {step}: distinct-2 of the batch is {distinct2:.3f}, below --collapse-distinct2 "
+                      f"{cfg.collapse_distinct2}: the generator may be collapsing onto a few outputs")
         state["alarmed"] = alarm
         if cfg.log_samples_every and step % cfg.log_samples_every == 0:
             extras = [{**{name: round(float(r[i]), 4) for name, r in components.items()},
                        "reward": round(float(reward[i]), 4), "advantage": round(float(advantages[i]), 4)}
                       for i in range(0, len(texts), k)]
-            log.write_samples(step, [tokenizer.decode(p, skip_special_tokens=True) for p in prompts[::k]], texts[::k], extras)
+            log.write_samples(step, [tokenizer.decode(prompt_of(train[i]), skip_special_tokens=True) for i in rows],
+                              texts[::k], extras)
         if state["bad_steps"] >= cfg.nan_patience:
             log.close()
             raise AdvgenError(f"step {step}: the policy loss or gradient was not finite for {state['bad_steps']} "
                               f"consecutive steps (--nan-patience {cfg.nan_patience}); lower --gen-lr or resume from "
                               f"the last checkpoint in {run}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+        if main and (step % cfg.checkpoint_every == 0 or step == cfg.max_steps):
             save_checkpoint(run, generator, tokenizer, discriminator, gen_opt, disc_opt, mixer, state)
     log.close()
+    distributed.cleanup()
+    if not main:
+        return run
     if not (run / "generator").is_dir():  # resumed after the last step: folders were written with that checkpoint
         save_checkpoint(run, generator, tokenizer, discriminator, gen_opt, disc_opt, mixer, state)
 

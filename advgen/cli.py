@@ -83,8 +83,9 @@ def adversarial(preset, resume, **flags):
     from advgen.adversarial import adversarial as run_adversarial
 
     run = run_adversarial(resolve(AdversarialConfig, ADVERSARIAL_PRESETS, preset, flags), resume=resume)
-    click.echo(f"run folder: {run}")
-    click.echo((run / "summary.json").read_text().strip())
+    if distributed.is_main():
+        click.echo(f"run folder: {run}")
+        click.echo((run / "summary.json").read_text().strip())
 
 
 @main.command("train-scorer")

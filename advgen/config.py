@@ -153,6 +153,7 @@ class AdversarialConfig:
     discriminator: str = _opt("", "realism discriminator encoder: 'minilm-l6', 'scratch:bert-{tiny,mini}', a hub id or "
                                   "a folder (default: the init run's --discriminator)")
     disc_max_length: int = _opt(64, "discriminator tokens per text, special tokens included")
+    disc_dropout: Optional[float] = _opt(None, "dropout probability of the discriminator (empty = the encoder's own)")
     style_scorer: str = _opt("", "style scorer folder (`advgen train-scorer --kind style`); needed when --w-style > 0")
     click_scorer: str = _opt("", "click scorer folder (`advgen train-scorer --kind click`); needed when --w-click > 0")
     style_target: str = _opt("", "style label to reward, e.g. Dresses (empty = each prompt's own condition value)")
@@ -226,6 +227,8 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
         raise AdvgenError(f"--baseline must be one of {', '.join(KINDS)}, got '{cfg.baseline}'")
     if cfg.baseline == "loo" and cfg.k < 2:
         raise AdvgenError(f"--baseline loo needs --k >= 2 samples per prompt, got {cfg.k}")
+    if cfg.disc_dropout is not None and not 0 <= cfg.disc_dropout < 1:
+        raise AdvgenError(f"--disc-dropout must be in [0, 1), got {cfg.disc_dropout}")
     if not 0 <= cfg.ema_decay <= 1:
         raise AdvgenError(f"--ema-decay must be in [0, 1], got {cfg.ema_decay}")
     if cfg.collapse_distinct2 > 1:

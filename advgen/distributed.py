@@ -92,22 +92,31 @@ def broadcast(value):
     return box[0]
 
 
+def mean_over_ranks(scalars: dict) -> dict:
+    """{name: float} averaged over the ranks (equal slices: the global batch's means)."""
+    if world_size() == 1:
+        return scalars
+    values = gather(torch.tensor([list(scalars.values())], dtype=torch.float64)).mean(0)
+    return dict(zip(scalars, values.tolist()))
+
+
 class Call(nn.Module):
-    """`Call(model, fn)(*args)` runs `fn(model, *args)`: a forward that DDP can wrap when advgen's own
-    forward passes (models.target_nll, sampling.teacher_forced_logprobs) call the model's parts directly."""
+    """`Call(model)(fn, *args)` runs `fn(model, *args)`: a forward that DDP can wrap, for advgen's own forward
+    passes (models.target_nll, sampling.teacher_forced_logprobs), which call the model's parts directly."""
 
-    def __init__(self, model: nn.Module, fn):
+    def __init__(self, model: nn.Module):
         super().__init__()
-        self.model, self.fn = model, fn
+        self.model = model
 
-    def forward(self, *args, **kwargs):
-        return self.fn(self.model, *args, **kwargs)
+    def forward(self, fn, *args, **kwargs):
+        return fn(self.model, *args, **kwargs)
 
 
-def data_parallel(model: nn.Module, fn=None):
-    """A callable that runs `fn(model, ...)` (or `model(...)`) with DDP's gradient averaging when there
-    are several ranks; the model itself stays unwrapped for saving, sampling and scoring."""
-    module = Call(model, fn) if fn is not None else model
+def data_parallel(model: nn.Module, calls: bool = False):
+    """`model` with DDP's gradient averaging when there are several ranks (itself otherwise). calls=True
+    wraps it in Call first: the result runs `result(fn, *args)` = fn(model, *args). The model itself
+    stays unwrapped for saving, sampling and scoring."""
+    module = Call(model) if calls else model
     if world_size() == 1:
         return module
     device = next(model.parameters()).device

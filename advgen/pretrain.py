@@ -93,7 +93,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     else:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-    step_nll = distributed.data_parallel(model, models.target_nll)  # (batch) -> (summed nll, tokens), DDP when W > 1
+    ddp = distributed.data_parallel(model, calls=True)  # ddp(fn, *args) = fn(model, *args), DDP when W > 1
     distributed.barrier()  # every rank has checked the run folder before rank 0 writes into it
     if main:
         run.mkdir(parents=True, exist_ok=True)
@@ -118,8 +118,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             batch = {key: v.to(device) for key, v in data.collate(distributed.shard(examples), pad).items()}
             # DDP averages over ranks, so world * (this rank's summed nll) / (global tokens) averages to the
             # mean over the global batch's target tokens: the loss a single process would take.
-            with step_nll.no_sync() if world > 1 and k < cfg.grad_accum - 1 else contextlib.nullcontext():
-                nll, _ = step_nll(batch)
+            with ddp.no_sync() if world > 1 and k < cfg.grad_accum - 1 else contextlib.nullcontext():
+                nll, _ = ddp(models.target_nll, batch)
                 micro_loss = nll * world / n / cfg.grad_accum
                 micro_loss.backward()
             loss += distributed.gather(nll.detach().reshape(1)).sum().item() / n / cfg.grad_accum

@@ -287,14 +287,17 @@ def _pick(logits, seen, uniform, c):
 
 @torch.no_grad()
 def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
-             repetition_penalty=1.0, eos_id=None, pad_id: int = 0, seed: int = 0, compile: bool = False) -> Samples:
+             repetition_penalty=1.0, eos_id=None, pad_id: int = 0, seed: int = 0, compile: bool = False,
+             rows_of: tuple = None) -> Samples:
     """Sample continuations of token-id prompts (lists of different lengths) in one batch.
 
     Controls are scalars or per-row sequences/tensors of length B. temperature 0 is greedy for that row;
     top_k 0 and top_p 1 and min_p 0 and repetition_penalty 1 are off. Rows stop at eos_id (None: never)
     and are masked, not removed. The draws come from a torch.Generator seeded with `seed`, so the global
     RNG is untouched and the same seed gives the same samples. compile=True compiles the decode step
-    (on CUDA with CUDA graphs, mode "reduce-overhead")."""
+    (on CUDA with CUDA graphs, mode "reduce-overhead"). rows_of=(offset, total): these prompts are rows
+    offset.. of a batch of `total` drawn with `seed`, and get that batch's draws for those rows (one uniform
+    per row and step), so a batch split over ranks samples what the whole batch would."""
     model = _unwrap(model)
     _check_supported(model)
     device = next(model.parameters()).device
@@ -305,7 +308,8 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     c = _controls(B, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty)
 
     gen = torch.Generator(device=device).manual_seed(seed)
-    uniforms = torch.rand(N, B, 1, generator=gen, device=device)
+    offset, total = rows_of or (0, B)
+    uniforms = torch.rand(N, total, 1, generator=gen, device=device)[:, offset:offset + B]
     seen = None
     if c["penalty"] is not None:
         seen = torch.zeros(B, vocab, dtype=torch.bool, device=device)

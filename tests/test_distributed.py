@@ -1,6 +1,10 @@
 """Data-parallel training under torchrun: 2 gloo processes on CPU against 1 process with the same global
 batch and seed. Dropout is off, because each rank draws its own masks; what remains are fp32 rounding
-differences of splitting the batch (measured 1.2e-5 on the weights after 6 pretrain steps at lr 3e-3)."""
+differences of splitting the batch (measured 1.2e-5 on the weights after 6 pretrain steps at lr 3e-3, and
+9.9e-6 after 3 adversarial steps at lr 1e-3, where the weights moved by up to 4.0e-3).
+
+AdamW is invariant to the scale of the gradient, so the weights alone would not catch a wrong factor
+between the ranks' losses and the global mean; the logged losses and gradient norms do."""
 import json
 import os
 import subprocess
@@ -14,6 +18,14 @@ WEIGHT_TOLERANCE = 1e-4  # max abs difference of any weight, fp32
 PRETRAIN = ["pretrain", "--generator", "scratch:gpt2-tiny", "--batch-size", "8", "--eval-batches", "2",
             "--num-samples", "2", "--max-target-tokens", "12", "--lr", "3e-3", "--warmup-steps", "2",
             "--max-steps", "6", "--eval-every", "3", "--dropout", "0", "--test-batches", "2", "--device", "cpu"]
+ADVERSARIAL = ["adversarial", "--discriminator", "scratch:bert-tiny", "--disc-max-length", "16", "--disc-dropout", "0",
+               "--prompts-per-step", "4", "--k", "2", "--max-steps", "3", "--checkpoint-every", "2",
+               "--log-samples-every", "1", "--mle-every", "2", "--disc-warmup", "2", "--eval-samples", "8",
+               "--gen-lr", "1e-3", "--disc-lr", "1e-3", "--device", "cpu",
+               # Plain REINFORCE: leave-one-out advantages are differences of nearly equal rewards, which the
+               # rounding of batch-split forwards changes by ~1e-4 relative, and AdamW turns that noise on
+               # cancelling gradients into sign flips of a full step (measured 4.6e-3 on the weights).
+               "--baseline", "none"]
 SCORER = ["train-scorer", "--model", "scratch:bert-tiny", "--batch-size", "16", "--max-length", "24",
           "--eval-every", "3", "--eval-batches", "2", "--lr", "1e-3", "--warmup-steps", "1", "--max-steps", "6",
           "--dropout", "0", "--kind", "style", "--label", "sentiment", "--device", "cpu"]
@@ -46,7 +58,7 @@ def test_pretrain_on_two_processes_equals_one(tmp_path):
     m1, m2 = rows(tmp_path / "one" / "metrics.jsonl"), rows(tmp_path / "two" / "metrics.jsonl")
     assert [r["step"] for r in m1] == [r["step"] for r in m2]
     for a, b in zip(m1, m2):
-        for key in ("losses/train", "val/loss", "charts/tokens_seen"):
+        for key in ("losses/train", "val/loss", "charts/tokens_seen", "charts/grad_norm"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-5), (key, a, b)
     assert (tmp_path / "two" / "checkpoint" / "state.pt").exists()
@@ -57,6 +69,47 @@ def test_pretrain_on_two_processes_equals_one(tmp_path):
     assert again.returncode == 2 and again.stderr.count("advgen: error:") == 1
     assert "world size 2" in again.stderr and again.stderr.strip().count("\n") == 0, again.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "two").rglob("*") if p.is_file()} == before
+
+
+def test_adversarial_on_two_processes_equals_one(tmp_path):
+    init = tmp_path / "init"
+    assert advgen([*PRETRAIN, "--condition", "department", "--max-steps", "2"], init).returncode == 0
+    one = advgen([*ADVERSARIAL, "--init", str(init)], tmp_path / "one")
+    two = advgen([*ADVERSARIAL, "--init", str(init)], tmp_path / "two", processes=2)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-2000:]
+    for model in ("generator", "discriminator"):
+        assert max_weight_difference(tmp_path / "one" / model, tmp_path / "two" / model) <= WEIGHT_TOLERANCE
+    assert max_weight_difference(init / "generator", tmp_path / "one" / "generator") > 1e-3  # it did move
+    m1, m2 = rows(tmp_path / "one" / "metrics.jsonl"), rows(tmp_path / "two" / "metrics.jsonl")
+    assert [r["step"] for r in m1] == [r["step"] for r in m2]
+    for a, b in zip(m1, m2):
+        assert a.keys() == b.keys()
+        for key in ("reward/realism_mean", "reward/total_mean", "policy/loss", "policy/grad_norm",
+                    "policy/sample_tokens", "disc/loss", "disc/accuracy", "disc/grad_norm", "losses/mle",
+                    "charts/distinct2", "disc_warmup/loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (key, a, b)
+        # The KL is a difference of sequence log-probs near -130, whose fp32 spacing is 1.5e-5.
+        if "policy/kl" in a:
+            assert b["policy/kl"] == pytest.approx(a["policy/kl"], abs=1e-4)
+    s1, s2 = rows(tmp_path / "one" / "samples.jsonl"), rows(tmp_path / "two" / "samples.jsonl")
+    assert [r["text"] for r in s1] == [r["text"] for r in s2]  # the same samples, drawn on two ranks
+
+    # Resuming with the same world size continues exactly: 2 steps, then resumed to 3, equals 3 steps.
+    part = tmp_path / "part"
+    assert advgen([*ADVERSARIAL, "--init", str(init), "--max-steps", "2"], part, processes=2).returncode == 0
+    stored = json.loads((part / "config.json").read_text())
+    stored["adversarial"]["max_steps"] = 3
+    (part / "config.json").write_text(json.dumps(stored))
+    resumed = advgen([*ADVERSARIAL, "--init", str(init), "--resume"], part, processes=2)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert max_weight_difference(part / "generator", tmp_path / "two" / "generator") == 0
+    assert rows(part / "metrics.jsonl") == m2
+
+    odd = advgen([*ADVERSARIAL, "--init", str(init), "--prompts-per-step", "3"], tmp_path / "odd", processes=2)
+    assert odd.stderr.count("advgen: error:") == 1 and "--prompts-per-step 3 does not divide" in odd.stderr
+    assert not (tmp_path / "odd").exists()
 
 
 def test_train_scorer_on_two_processes_equals_one(tmp_path):

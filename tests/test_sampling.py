@@ -205,6 +205,19 @@ def test_same_seed_same_samples_and_global_rng_untouched():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def test_a_batch_split_into_slices_samples_what_the_whole_batch_would():
+    """rows_of=(offset, total): how torchrun ranks sample their slices of one global batch."""
+    model = tiny("gpt2")
+    prompts = PROMPTS * 2                                              # 8 uneven prompts
+    whole = sampling.generate(model, prompts, 12, top_k=20, seed=5, pad_id=PAD)
+    halves = [sampling.generate(model, prompts[i:i + 4], 12, top_k=20, seed=5, pad_id=PAD, rows_of=(i, 8))
+              for i in (0, 4)]
+    assert torch.equal(torch.cat([h.tokens for h in halves]), whole.tokens)
+    assert torch.allclose(torch.cat([h.logprobs for h in halves]), whole.logprobs, atol=1e-5)
+    alone = sampling.generate(model, prompts[4:], 12, top_k=20, seed=5, pad_id=PAD)  # without rows_of: other draws
+    assert not torch.equal(alone.tokens, whole.tokens[4:])
+
+
 def test_compiled_decode_step_gives_the_same_samples():
     model = tiny("gpt2")
     compiled = sampling.generate(model, PROMPTS, 8, top_p=0.9, seed=1, pad_id=PAD, compile=True)
