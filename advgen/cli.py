@@ -7,7 +7,6 @@ import typing
 import click
 
 from advgen import distributed
-
 from advgen.config import (ADVERSARIAL_PRESETS, PRETRAIN_PRESETS, SCORER_PRESETS, AdversarialConfig, AdvgenError,
                            PretrainConfig, ScorerConfig, resolve)
 

@@ -58,6 +58,15 @@ def check_divides(batch: int, what: str) -> None:
         raise AdvgenError(f"{what} {batch} does not divide over the world size {w}: choose a multiple of {w}")
 
 
+def check_resumable(state: dict, run) -> None:
+    """A checkpoint (which records its world size; none recorded = 1) resumes only with the same world size:
+    the data each rank saw, and the RNG it drew from, depend on it."""
+    saved, world = state.get("world_size", 1), world_size()
+    if saved != world:
+        raise AdvgenError(f"{run} was trained with world size {saved}; resume it with the same number of "
+                          f"processes, not {world}")
+
+
 def shard(rows: list) -> list:
     """This rank's contiguous slice of a global batch (whose length the world size divides)."""
     w, r = world_size(), rank()

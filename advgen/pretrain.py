@@ -87,9 +87,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     resumed = resume and ckpt_path.exists()
     if resumed:
         state = load_checkpoint(ckpt_path, model, optimizer, scheduler)
-        if state.get("world_size", 1) != world:
-            raise AdvgenError(f"{run} was trained with world size {state.get('world_size', 1)}; resume it with the "
-                              f"same number of processes, not {world}")
+        distributed.check_resumable(state, run)
     else:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
