@@ -2,7 +2,7 @@
 
 The pieces, each a small function (gpt-fast style):
 
-    logits --sampling_weights--> filtered probabilities over candidates --draw--> token, log-probs
+    logits --candidates--> weights --floor_of--> floor, kept mass --draw--> token, log-probs
     prompts --prefill--> cache + first logits --_decode_step (x N)--> tokens, mask, log-probs
 
 The forward runs the HF model's own modules (embeddings, norms, projections, MLPs, so LoRA layers
@@ -11,13 +11,15 @@ GPT-2 and Llama-family models (Llama, Mistral, Qwen2; SmolLM2 is a Llama) are su
 
 Sampling controls follow HF `generate`'s definitions and order: repetition penalty, temperature,
 top-k, top-p, min-p. Each may be a scalar or a per-row tensor, so one batch can sweep temperatures.
-Top-p never sorts the vocabulary: the nucleus threshold is found by a two-pass radix select over
-the probabilities' float bits, which gives the exact nucleus of HF's sorted-cumsum definition.
-A draw is one uniform number per row, inverted through the cumulative sum of the kept
-probabilities. Nothing inside the decode loop reads a value back to the host on CUDA.
+Top-p and min-p both keep the weights at or above a floor. Top-p never sorts the vocabulary: a mass
+histogram over the floats' bits finds the exact floor of HF's sorted-cumsum definition. The draw
+never applies the floor to the whole vocabulary either: rejection sampling proposes from all the
+weights and takes the first proposal at or above the floor. Nothing inside the decode loop reads a
+value back to the host on CUDA.
 """
 import json
 import random
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,8 +29,9 @@ import torch.nn.functional as F
 from advgen.config import AdvgenError
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2")
-_ONE_BITS = 0x3F800000  # the float32 bit pattern of 1.0
-_SORT_BELOW = 4096  # candidate sets smaller than this find the nucleus by sorting; larger ones by radix select
+_HIGH_BUCKETS = (0x3F800000 >> 16) + 1  # high 16 bits of the floats in [0, 1]: 1.0 is 0x3F800000
+_SORT_BELOW = 4096  # candidate sets smaller than this find the nucleus by sorting; larger ones by histograms
+PROPOSALS = 8  # rejection-sampling proposals per row and step; one more uniform is kept for the direct draw
 
 
 class Samples(NamedTuple):
@@ -39,7 +42,7 @@ class Samples(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------
-# Sampling controls: logits -> filtered distribution -> one draw
+# Sampling controls: logits -> candidate weights -> a floor that filters them -> one draw
 
 
 def per_row(value, batch: int, device, dtype=torch.float32) -> torch.Tensor:
@@ -55,74 +58,162 @@ def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Te
     return torch.where(seen, penalized, logits)
 
 
-def nucleus_keep(weights: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """(B, C) weights in [0, 1] (probabilities, normalised or not) -> bool mask of the top-p nucleus,
-    exactly as HF's TopPLogitsWarper defines it: sorted ascending, a token is removed while the mass at
-    or below it is at most (1 - top_p) of the total. Rows with top_p >= 1 keep everything.
+def candidates(logits: torch.Tensor, temperature=None, top_k: int = 0, k_per_row=None):
+    """(B, V) float logits -> (weights, ids): exp((logit - max) / temperature) of the candidate tokens, so the
+    most probable has weight 1. With top-k the candidates are the top-k tokens (B, k), kept in vocabulary order,
+    and ids maps them back; without, ids is None and the candidates are the whole vocabulary. Vocabulary order
+    means a given uniform draws the same token whichever filters produced the weights.
 
-    Small candidate sets are sorted. Large ones never are: non-negative float32 values order like their
-    int32 bit patterns, so a two-pass radix select finds the threshold from mass histograms, first over
-    the high 16 bits, then over the low 15 bits of the one bucket the boundary falls in."""
-    if weights.shape[-1] < _SORT_BELOW:
-        asc, order = weights.sort(dim=-1)
-        keep_sorted = asc.cumsum(-1) > (1 - top_p) * asc.sum(-1, keepdim=True)
-        return torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted) | (top_p >= 1)
-    bits = weights.contiguous().view(torch.int32)
-    buckets = (_ONE_BITS >> 15) + 1  # weights <= 1.0 use only the high-bits buckets up to 1.0's
-    hist = torch.zeros(weights.shape[0], buckets, device=weights.device, dtype=weights.dtype)
-    cdf = hist.scatter_add_(1, (bits >> 15).long(), weights).cumsum(-1)  # mass at or below each high-bits bucket
-    cut = (1 - top_p) * cdf[:, -1:]
-    low = torch.searchsorted(cdf, cut, right=True).clamp(max=buckets - 1).int() << 15  # the boundary bucket
-    # Low 15 bits inside the boundary bucket; slot 0 gathers the mass below it, the last slot the mass above.
-    slot = (bits - (low - 1)).clamp_(0, (1 << 15) + 1).long()
-    hist = torch.zeros(weights.shape[0], (1 << 15) + 2, device=weights.device, dtype=weights.dtype)
-    cdf = hist.scatter_add_(1, slot, weights).cumsum(-1)
-    threshold = low - 1 + torch.searchsorted(cdf, cut, right=True, out_int32=True)
-    return (bits >= threshold) | (top_p >= 1)
-
-
-def sampling_weights(logits: torch.Tensor, temperature, top_k: int = 0, top_p=None, min_p=None,
-                     k_per_row=None):
-    """(B, V) float logits -> (weights, ids): unnormalised probabilities (the most probable candidate
-    has weight 1) of the filtered sampling distribution over candidate tokens, zero where filtered out.
-    With top-k the candidates are the top-k tokens (B, k) and `ids` maps them back to the vocabulary;
-    without, ids is None and the candidates are the whole vocabulary. Either way candidates stay in
-    vocabulary order, so a given uniform draws the same token whichever filters produced the weights.
-
-    The order is HF's: temperature, top-k, top-p, min-p. temperature: (B, 1) > 0 or None (all 1).
-    top_k: the largest k of the batch as a host int (0: off); k_per_row: (B, 1) per-row k <= top_k,
-    or None when every row uses top_k. top_p, min_p: (B, 1) or None (off)."""
+    temperature: (B, 1) > 0 or None (all 1). top_k: the largest k of the batch as a host int (0: off);
+    k_per_row: (B, 1) per-row k <= top_k, or None when every row uses top_k."""
     z, ids = logits, None
     if top_k:
         z, ids = z.topk(top_k, dim=-1)
         if k_per_row is not None:
             z = z.masked_fill(torch.arange(top_k, device=z.device) >= k_per_row, float("-inf"))
-        ids, order = ids.sort(dim=-1)  # vocabulary order: a draw then picks the token it would pick unfiltered
+        ids, order = ids.sort(dim=-1)
         z = z.gather(1, order)
     weights = z - z.amax(-1, keepdim=True)
     if temperature is not None:
         weights = weights.div_(temperature)
-    weights = weights.exp_()
-    keep = None
+    return weights.exp_(), ids
+
+
+def nucleus(weights: torch.Tensor, top_p: torch.Tensor, sync_free: bool = True):
+    """(B, C) weights in [0, 1], top_p (B, 1) -> (floor, kept), each (B, 1): HF's top-p nucleus (sorted
+    ascending, a token is removed while the mass at or below it is at most (1 - top_p) of the total) is the
+    weights >= floor, and kept is their mass. Rows with top_p >= 1 get floor 0 and keep everything.
+
+    Small candidate sets are sorted. Large ones never are: non-negative floats order like their int32 bits, so
+    a mass histogram over the high 16 bits (each float's bfloat16 half, viewed in place) finds the bucket the
+    cut falls in, and that bucket's members settle the floor: gathered and sorted (this reads a count back to
+    the host, free on CPU), or with sync_free a second histogram over their low 16 bits (nothing read back:
+    CUDA graphs). Equal weights at the cut are all kept, where HF's sort keeps an arbitrary subset of them."""
+    B, C = weights.shape
+    everything = top_p >= 1
+    if C < _SORT_BELOW:
+        asc = weights.sort(-1).values
+        cdf = asc.cumsum(-1)
+        floor = asc.gather(1, torch.searchsorted(cdf, (1 - top_p) * cdf[:, -1:], right=True).clamp_(max=C - 1))
+        floor = floor.masked_fill(everything, 0.0)
+        return floor, (asc * (asc >= floor)).sum(-1, keepdim=True)
+    weights = weights.contiguous()
+    bits = weights.view(torch.int32)
+    high = weights.view(torch.int16)[:, 1::2] if sys.byteorder == "little" else weights.view(torch.int16)[:, ::2]
+    hist = torch.zeros(B, _HIGH_BUCKETS, device=weights.device, dtype=weights.dtype)
+    hist = hist.scatter_add_(1, high.long(), weights)
+    # Masses summed in float64: the kept mass, total minus the mass below, does not cancel when little is kept.
+    fraction = 1 - top_p.double()
+    bucket, below, total = _locate(hist, fraction)  # the bucket the cut falls in, the mass below it
+    cut = fraction * total
+    if sync_free:
+        base = (bucket.int() << 16) - 1  # slot 0 gathers the mass below the bucket, the last slot the mass above
+        slot = (bits - base).clamp_(0, (1 << 16) + 1).long()
+        # float64: slots 0 and last each add up many weights
+        hist = torch.zeros(B, (1 << 16) + 2, device=weights.device, dtype=torch.float64)
+        hist = hist.scatter_add_(1, slot, weights.double())
+        s, below, total_here = _locate(hist, fraction)
+        inside_slot_0 = s == 0  # rounding put the cut in slot 0: the floor is the bucket's first value
+        s, below = torch.where(inside_slot_0, 1, s), torch.where(inside_slot_0, hist[:, :1], below)
+        floor, kept = (base + s.int()).view(torch.float32), total_here - below
+    else:
+        flat = _true_indices(high == bucket.short())  # the bucket's members
+        rows, member = flat // C, bits.view(-1)[flat]
+        order = ((rows << 32) | member).argsort()  # by row, then by value
+        rows, member = rows[order], member[order]
+        mass = member.view(torch.float32).double()
+        running = mass.cumsum(0)
+        first, last = (torch.searchsorted(rows, torch.arange(B, device=rows.device), right=r) for r in (False, True))
+        within = running - (running - mass)[first][rows]  # the row's member mass up to and including each one
+        position = torch.arange(len(rows), device=rows.device)
+        over = (below[rows, 0] + within > cut[rows, 0]) | (position == last[rows] - 1)  # the last one: rounding
+        floor_at = torch.full_like(first, len(rows)).scatter_reduce_(0, rows, position.where(over, len(rows)), "amin")
+        floor = member[floor_at].view(torch.float32)[:, None]
+        removed = below[:, 0].index_add(0, rows, mass * (member < member[floor_at][rows]))
+        kept = total - removed[:, None]
+    return floor.masked_fill(everything, 0.0), torch.where(everything, total, kept).float()
+
+
+def _true_indices(mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the True entries of a contiguous bool tensor, fast when they are few: nonzero runs over
+    8-byte words, and only the words holding a True are unpacked."""
+    flat = mask.view(-1)
+    n = flat.numel() // 8 * 8
+    words = flat[:n].view(torch.int64).nonzero().squeeze(1)
+    idx = (words[:, None] * 8 + torch.arange(8, device=mask.device)).flatten()
+    return torch.cat([idx[flat[idx]], n + flat[n:].nonzero().squeeze(1)])
+
+
+def floor_of(weights: torch.Tensor, top_p=None, min_p=None, sync_free: bool = True):
+    """The filters after temperature and top-k, in HF's order, as one floor on the weights: (floor, kept mass),
+    each (B, 1), or (None, None) when neither top-p nor min-p is on. top_p, min_p: (B, 1) or None. min-p keeps
+    p / p_max >= min_p, which is weight >= min_p (top-p's renormalisation does not change that ratio)."""
+    floor = kept = None
     if top_p is not None:
-        keep = nucleus_keep(weights, top_p)
-    if min_p is not None:  # p / p_max >= min_p; top-p's renormalisation does not change that ratio
-        keep = weights >= min_p if keep is None else keep & (weights >= min_p)
-    return weights if keep is None else weights * keep, ids
+        floor, kept = nucleus(weights, top_p, sync_free)
+    if min_p is not None:
+        floor = min_p if floor is None else torch.maximum(floor, min_p)
+        kept = (weights * (weights >= floor)).sum(-1, keepdim=True)
+    return floor, kept
 
 
-def draw(weights: torch.Tensor, ids, uniform: torch.Tensor):
-    """Inverse-CDF draw from unnormalised weights (B, C) with one uniform in [0, 1) per row (B, 1).
-    Returns token ids (B,) and their log-probability under the normalised weights (B,)."""
-    cdf = weights.cumsum(-1)
+def sampling_weights(logits: torch.Tensor, temperature=None, top_k: int = 0, top_p=None, min_p=None,
+                     k_per_row=None):
+    """The whole filtered sampling distribution, unnormalised: (weights with zeros where filtered out, ids),
+    as `candidates` describes them. The sampler itself never builds it; tests compare it with HF's."""
+    weights, ids = candidates(logits, temperature, top_k, k_per_row)
+    floor, _ = floor_of(weights, top_p, min_p)
+    return weights if floor is None else weights * (weights >= floor), ids
+
+
+def draw(weights: torch.Tensor, uniforms: torch.Tensor, floor=None, kept=None, sync_free: bool = True):
+    """An exact draw from the weights (B, C), restricted to weights >= floor (B, 1) of mass kept when a floor is
+    given, with PROPOSALS + 1 uniforms in [0, 1) per row (B, PROPOSALS + 1). Returns candidate indices (B,),
+    their log-probabilities under the restricted distribution, and the weights' total (B,).
+
+    Rejection sampling, so the floor never has to be applied to the whole vocabulary: the proposals invert the
+    uniforms through the cumulative weights in candidate order; the first at or above the floor is taken (without
+    a floor, the first). A row whose proposals all fall below draws from the restricted weights directly with its
+    last uniform, so the result is exactly the restricted distribution."""
+    index, _, total = _locate(weights, uniforms[:, :1 if floor is None else PROPOSALS])
+    if floor is None:
+        kept = total
+    else:
+        accepted = weights.gather(1, index) >= floor
+        index = index.gather(1, accepted.int().argmax(-1, keepdim=True))
+        rejected = ~accepted.any(-1)
+        if sync_free:
+            direct = _locate(weights * (weights >= floor), uniforms[:, PROPOSALS:])[0]
+            index = torch.where(rejected[:, None], direct, index)
+        elif bool(rejected.any()):
+            rows = rejected.nonzero().squeeze(1)
+            w = weights[rows]
+            index[rows] = _locate(w * (w >= floor[rows]), uniforms[rows, PROPOSALS:])[0]
+    logprob = (weights.gather(1, index).log() - kept.log()).float()
+    return index.squeeze(1), logprob.squeeze(1), total.float().squeeze(1)
+
+
+def _locate(masses: torch.Tensor, fractions: torch.Tensor, block: int = 64):
+    """masses (B, C) >= 0, fractions (B, R) in [0, 1) -> (index, before, total): for each fraction, the first
+    index whose cumulative mass exceeds fraction * total (always one with positive mass), the cumulative mass
+    before it (B, R), and the total mass (B, 1), sums in float64. Two levels, so no cumulative sum runs over all
+    C: the block of `block` entries is found from the blocks' masses, then the entry inside it."""
+    B, C = masses.shape
+    full = C // block * block
+    sums = torch.cat([masses[:, :full].unflatten(1, (full // block, block)).sum(-1),
+                      masses[:, full:].sum(-1, keepdim=True)], 1).double()
+    cdf = sums.cumsum(-1)
     total = cdf[:, -1:]
-    j = torch.searchsorted(cdf, uniform * total, right=True).clamp(max=weights.shape[-1] - 1)
-    w = weights.gather(1, j)
-    # float rounding can land on a zero-weight token past the last kept one: take the most probable then
-    j = torch.where(w > 0, j, weights.argmax(-1, keepdim=True))
-    logprob = (weights.gather(1, j).log() - total.log()).squeeze(1)
-    token = j if ids is None else ids.gather(1, j)
-    return token.squeeze(1), logprob
+    target = fractions * total
+    last = torch.searchsorted(cdf, total.contiguous())  # float rounding at the very top: stop at the last block with mass
+    k = torch.minimum(torch.searchsorted(cdf, target, right=True), last)
+    before = cdf.gather(1, k) - sums.gather(1, k)
+    cols = k[..., None] * block + torch.arange(block, device=masses.device)  # (B, R, block)
+    inside = masses.gather(1, cols.clamp(max=C - 1).flatten(1)).view(cols.shape) * (cols < C)
+    inside = inside.cumsum(-1, dtype=torch.float64)
+    j = torch.minimum(torch.searchsorted(inside, (target - before)[..., None], right=True),
+                      torch.searchsorted(inside, inside[..., -1:].contiguous())).squeeze(-1)  # the same, inside
+    return k * block + j, before + torch.where(j > 0, inside.gather(2, (j - 1).clamp(min=0)[..., None]).squeeze(-1), 0.0), total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,8 +340,9 @@ def check_controls(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repetition_pe
             raise AdvgenError(f"--{name.replace('_', '-')} must be {expected}, got {value}")
 
 
-def _controls(batch, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty):
-    """Scalars or per-row values -> (B, 1) tensors, plus the host-side switches that fix the loop's shape."""
+def _controls(batch, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty, sync_free=True):
+    """Scalars or per-row values -> (B, 1) tensors, plus the host-side switches that fix the loop's shape.
+    sync_free: the pick may not read values back to the host (on CUDA)."""
     check_controls(temperature, top_k, top_p, min_p, repetition_penalty)
     temp = per_row(temperature, batch, device)
     k = per_row(top_k, batch, device, torch.long)
@@ -268,17 +360,24 @@ def _controls(batch, vocab, device, temperature, top_k, top_p, min_p, repetition
         "top_p": p if bool((p < 1).any()) else None,
         "min_p": mp if bool((mp > 0).any()) else None,
         "penalty": pen if bool((pen != 1).any()) else None,
+        "sync_free": sync_free,
     }
 
 
-def _pick(logits, seen, uniform, c):
+def _pick(logits, seen, uniforms, c):
     """One step's choice: (token (B,), log-prob under the sampling distribution, under the model at T=1)."""
     scores = logits if c["penalty"] is None else penalize_repeats(logits, seen, c["penalty"])
     if c["all_greedy"]:
-        token, logprob = scores.argmax(-1), torch.zeros(logits.shape[0], device=logits.device)
+        token, logprob = scores.argmax(-1), torch.zeros_like(logits[:, 0])
     else:
-        weights, ids = sampling_weights(scores, c["temperature"], c["top_k"], c["top_p"], c["min_p"], c["k_per_row"])
-        token, logprob = draw(weights, ids, uniform)
+        weights, ids = candidates(scores, c["temperature"], c["top_k"], c["k_per_row"])
+        floor, kept = floor_of(weights, c["top_p"], c["min_p"], c["sync_free"])
+        index, logprob, total = draw(weights, uniforms, floor, kept, c["sync_free"])
+        if ids is None and c["temperature"] is None and c["penalty"] is None and not c["any_greedy"]:
+            # the weights are the model's own distribution: no second pass over the logits for its normaliser
+            model_logprob = weights.gather(1, index[:, None]).squeeze(1).log() - total.log()
+            return index, logprob, model_logprob
+        token = index if ids is None else ids.gather(1, index[:, None]).squeeze(1)
         if c["any_greedy"]:
             g = c["greedy"].squeeze(1)
             token, logprob = torch.where(g, scores.argmax(-1), token), logprob.masked_fill(g, 0.0)
@@ -296,8 +395,8 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     and are masked, not removed. The draws come from a torch.Generator seeded with `seed`, so the global
     RNG is untouched and the same seed gives the same samples. compile=True compiles the decode step
     (on CUDA with CUDA graphs, mode "reduce-overhead"). rows_of=(offset, total): these prompts are rows
-    offset.. of a batch of `total` drawn with `seed`, and get that batch's draws for those rows (one uniform
-    per row and step), so a batch split over ranks samples what the whole batch would."""
+    offset.. of a batch of `total` drawn with `seed`, and get that batch's draws for those rows (the uniforms
+    of each row and step), so a batch split over ranks samples what the whole batch would."""
     model = _unwrap(model)
     _check_supported(model)
     device = next(model.parameters()).device
@@ -305,11 +404,12 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     if min(len(p) for p in prompts) == 0 or N < 1:
         raise AdvgenError("every prompt needs at least one token and max_new_tokens must be >= 1")
     vocab = model.config.vocab_size
-    c = _controls(B, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty)
+    c = _controls(B, vocab, device, temperature, top_k, top_p, min_p, repetition_penalty,
+                  sync_free=device.type == "cuda")
 
     gen = torch.Generator(device=device).manual_seed(seed)
     offset, total = rows_of or (0, B)
-    uniforms = torch.rand(N, total, 1, generator=gen, device=device)[:, offset:offset + B]
+    uniforms = torch.rand(N, total, PROPOSALS + 1, generator=gen, device=device)[:, offset:offset + B]
     seen = None
     if c["penalty"] is not None:
         seen = torch.zeros(B, vocab, dtype=torch.bool, device=device)
@@ -344,9 +444,9 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     return Samples(*out)
 
 
-def _decode_step(model, cache, token, position, slot, key_valid, seen, uniform, controls):
+def _decode_step(model, cache, token, position, slot, key_valid, seen, uniforms, controls):
     """One token for every row: the forward at one new position, then the pick (what compile=True compiles)."""
-    return _pick(forward_last(model, cache, token[:, None], position, slot, key_valid), seen, uniform, controls)
+    return _pick(forward_last(model, cache, token[:, None], position, slot, key_valid), seen, uniforms, controls)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -108,17 +108,25 @@ def test_filters_equal_hf_logits_processors(vocab, scale):
         torch.testing.assert_close(ours[same][kept[same]], theirs[same][kept[same]], atol=1e-5, rtol=0)
 
 
-def test_radix_nucleus_equals_sorted_nucleus():
+@pytest.mark.parametrize("sync_free", [True, False])  # second histogram (CUDA) / gathered bucket members (CPU)
+def test_nucleus_floor_equals_sorted_nucleus(sync_free):
     torch.manual_seed(0)
     for scale in (0.3, 1.0, 3.0, 10.0):
-        probs = (torch.randn(32, 60000) * scale).softmax(-1)
+        weights = (torch.randn(32, 60000) * scale).softmax(-1)
+        weights = weights / weights.amax(-1, keepdim=True)
         top_p = torch.rand(32, 1) * 0.98 + 0.01
-        asc, order = probs.sort(-1)
+        top_p[:2] = torch.tensor([[1.0], [1e-4]])  # keep everything; keep the fewest
+        asc, order = weights.double().sort(-1)  # the definition, summed in float64
         by_sort = torch.zeros_like(asc, dtype=torch.bool).scatter_(
-            -1, order, asc.cumsum(-1) > (1 - top_p) * asc.sum(-1, keepdim=True))
-        by_radix = sampling.nucleus_keep(probs, top_p)
-        assert (by_sort != by_radix).sum(-1).max() <= 1, scale  # rounding at the cut only
-        assert (by_radix.sum(-1) >= 1).all()
+            -1, order, asc.cumsum(-1) > (1 - top_p.double()) * asc.sum(-1, keepdim=True)) | (top_p >= 1)
+        floor, kept = sampling.nucleus(weights, top_p, sync_free)
+        keep = weights >= floor
+        assert (by_sort != keep).sum(-1).max() <= 1, scale  # rounding at the cut only
+        torch.testing.assert_close(kept, (weights * keep).sum(-1, keepdim=True), rtol=2e-5, atol=0)
+    ties = torch.ones(2, 5000)  # the cut falls among equal weights: all of them stay, whatever a sort's order
+    ties[:, :100] = 0.5
+    floor, kept = sampling.nucleus(ties, torch.tensor([[0.9], [0.99]]), sync_free)
+    assert (ties >= floor).sum(-1).tolist() == [4900, 5000] and kept.squeeze(1).tolist() == [4900, 4950]
 
 
 def test_repetition_penalty_equals_hf():
@@ -144,33 +152,43 @@ def test_per_row_controls_equal_scalar_calls():
         torch.testing.assert_close(swept.logprobs[r], alone.logprobs[r])
 
 
-def draws(weights, ids, n, seed):
-    g = torch.Generator().manual_seed(seed)
-    rows = weights.expand(n, -1).contiguous()
-    tokens, logprobs = sampling.draw(rows, None if ids is None else ids.expand(n, -1), torch.rand(n, 1, generator=g))
-    return tokens, logprobs
-
-
+@pytest.mark.parametrize("sync_free", [True, False])
 @pytest.mark.parametrize("vocab,case", [
     (30, dict(temperature=0.7, top_k=12, top_p=0.9)),
     (30, dict(min_p=0.1, temperature=1.5)),
-    (5000, dict(top_p=0.6)),  # the radix path
+    (5000, dict(top_p=0.6)),      # the histogram nucleus
+    (5000, dict(min_p=0.3)),      # few proposals land at or above the floor: most rows take the direct draw
+    (5000, dict()),
 ])
-def test_draws_follow_the_filtered_distribution(vocab, case):
+def test_draws_follow_the_filtered_distribution(vocab, case, sync_free):
     torch.manual_seed(2)
     logits = torch.randn(1, vocab) * (3.0 if vocab > 100 else 1.0)
     row = lambda v: None if v is None else sampling.per_row(v, 1, "cpu")
-    weights, ids = sampling.sampling_weights(logits, row(case.get("temperature")), case.get("top_k", 0),
-                                             row(case.get("top_p")), row(case.get("min_p")))
+    weights, ids = sampling.candidates(logits, row(case.get("temperature")), case.get("top_k", 0))
+    floor, kept = sampling.floor_of(weights, row(case.get("top_p")), row(case.get("min_p")), sync_free)
+    n, g = 40_000, torch.Generator().manual_seed(0)
+    draws = [sampling.draw(weights.expand(5000, -1), torch.rand(5000, sampling.PROPOSALS + 1, generator=g),
+                           None if floor is None else floor.expand(5000, -1),
+                           None if kept is None else kept.expand(5000, -1), sync_free) for _ in range(n // 5000)]
+    index, logprobs, _ = (torch.cat(d) for d in zip(*draws))
+    tokens = index if ids is None else ids[0, index]
     expected = hf_logprobs(logits, **case).exp()[0]
-    n = 40_000
-    tokens, logprobs = draws(weights, ids, n, seed=0)
     support = expected > 0
     assert support[tokens].all(), "drew a filtered-out token"
     counts = torch.bincount(tokens, minlength=vocab)[support].double()
     probs = expected[support].double()
     assert chisquare(counts, probs / probs.sum() * n).pvalue > 1e-3
     torch.testing.assert_close(logprobs, expected[tokens].log(), atol=1e-5, rtol=0)
+
+
+def test_direct_draw_takes_over_when_every_proposal_is_filtered_out():
+    """A floor above all but one token: the proposals almost never reach it, the direct draw does."""
+    weights = torch.full((64, 5000), 0.01)
+    weights[:, 1234] = 1.0
+    uniforms = torch.rand(64, sampling.PROPOSALS + 1, generator=torch.Generator().manual_seed(0))
+    for sync_free in (True, False):
+        index, logprobs, _ = sampling.draw(weights, uniforms, torch.full((64, 1), 0.5), torch.ones(64, 1), sync_free)
+        assert (index == 1234).all() and (logprobs == 0).all()
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
