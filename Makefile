@@ -24,5 +24,6 @@ demo: install
 	$(BIN)/advgen pretrain --preset quick --out runs/quick
 	$(BIN)/advgen adversarial --init runs/quick --preset quick --out runs/quick-adversarial
 
+# Passing tests' tmp_path folders are deleted as they finish: kept, the suite's runs would take 5 GB of disk.
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -o tmp_path_retention_policy=failed tests

@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from advgen.config import AdvgenError
 
 
 @contextmanager
@@ -31,8 +34,29 @@ def save_state(path, state: dict) -> None:
     rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
+    # torch.save on a full disk fails with an opaque "unexpected pos" error: say so plainly, before writing
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    needed, free = _storage_bytes(state), shutil.disk_usage(Path(path).parent).free
+    if needed > free:
+        raise AdvgenError(f"not enough disk space to write {path}: it needs {needed / 2**20:.0f} MB, "
+                          f"{free / 2**20:.0f} MB are free")
     with atomic(path) as tmp:
         torch.save({**state, "rng": rng}, tmp)
+
+
+def _storage_bytes(obj) -> int:
+    """Bytes of the distinct tensor storages in a nested dict/list: about what torch.save writes."""
+    storages = {}
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            storages[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+    return sum(storages.values())
 
 
 def load_state(path) -> dict:

@@ -1,6 +1,7 @@
 import json
 import os
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +14,9 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from advgen import models
+from advgen import models, runlog
 from advgen.cli import main
+from advgen.config import AdvgenError
 
 TINY = ["--generator", "scratch:gpt2-tiny", "--batch-size", "8", "--eval-batches", "2", "--num-samples", "2",
         "--max-target-tokens", "12", "--lr", "3e-3", "--warmup-steps", "2"]
@@ -165,6 +167,22 @@ def test_existing_run_folder_is_left_alone(tmp_path):
     result = pretrain("--out", tmp_path / "run", "--max-steps", 2)
     assert result.exit_code == 2 and "already exists" in result.stderr
     assert (tmp_path / "run" / "notes.txt").read_text() == "keep me"
+
+
+def test_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    ckpt = tmp_path / "state.pt"
+    runlog.save_state(ckpt, {"weights": torch.ones(1000)})
+    before = ckpt.read_bytes()
+    monkeypatch.setattr(runlog.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(2**40, 2**40, 2**10))
+    with pytest.raises(AdvgenError, match="it needs 0 MB, 0 MB are free"):
+        runlog.save_state(ckpt, {"weights": torch.zeros(1000)})
+    assert ckpt.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+    result = pretrain("--out", tmp_path / "run", "--max-steps", 2, "--eval-every", 2)
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert len(errors) == 1 and "not enough disk space to write" in errors[0], result.stderr  # after the progress bar
+    assert not (tmp_path / "run" / "checkpoint" / "state.pt").exists()
 
 
 def test_packaged_smollm2_fine_tunes_offline(tmp_path):
