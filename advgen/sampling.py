@@ -425,6 +425,7 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
         token, logprob, model_logprob = _pick(logits, seen, uniforms[0], c)
         out = [torch.zeros(B, N, dtype=dt, device=device) for dt in (torch.long, torch.bool, torch.float, torch.float)]
         done = torch.zeros(B, dtype=torch.bool, device=device)
+        slots = torch.arange(P, P + N, device=device)  # made once: a host-to-device copy per step would sync
         for t in range(N):
             live = ~done
             token = token.masked_fill(done, pad_id)
@@ -436,9 +437,8 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
                 seen.scatter_(1, token[:, None], True)
             if t == N - 1 or (device.type == "cpu" and bool(done.all())):  # on CPU the check costs no sync
                 break
-            slot = torch.tensor([P + t], device=device)
-            token, logprob, model_logprob = step(model, cache, token, next_position + t, slot, key_valid, seen,
-                                                 uniforms[t + 1], c)
+            token, logprob, model_logprob = step(model, cache, token, next_position + t, slots[t:t + 1], key_valid,
+                                                 seen, uniforms[t + 1], c)
     finally:
         model.train(was_training)
     return Samples(*out)

@@ -78,9 +78,10 @@ def forward_only(model, prompts, new_tokens):
     the lower bound of sampled decoding."""
     _, cache, key_valid, position = sampling.prefill(model, prompts, new_tokens, 0)
     P = cache.shape[4] - new_tokens
+    slots = torch.arange(P, P + new_tokens, device=cache.device)
     token = torch.tensor([p[-1] for p in prompts], device=cache.device)[:, None]
     for t in range(new_tokens - 1):
-        sampling.forward_last(model, cache, token, position + t, torch.tensor([P + t], device=cache.device), key_valid)
+        sampling.forward_last(model, cache, token, position + t, slots[t:t + 1], key_valid)
 
 
 def hf_pick(warpers, logits):
@@ -106,15 +107,15 @@ def step_costs(model, prompts, new_tokens, settings, repeats):
     for _ in range(repeats):
         logits, cache, key_valid, position = sampling.prefill(model, prompts, new_tokens, 0)
         P = cache.shape[4] - new_tokens
+        slots = torch.arange(P, P + new_tokens, device=device)
         for t in range(new_tokens - 1):
             times, picks = {}, {}
             for name in settings:
                 picks[name], times[f"advgen/{name}"] = timed(
                     lambda: sampling._pick(logits, None, uniforms[t], controls[name])[0], device)
                 _, times[f"hf/{name}"] = timed(lambda: hf_pick(warpers[name], logits), device)
-            slot = torch.tensor([P + t], device=device)
             logits, times["forward"] = timed(lambda: sampling.forward_last(
-                model, cache, picks[first][:, None], position + t, slot, key_valid), device)
+                model, cache, picks[first][:, None], position + t, slots[t:t + 1], key_valid), device)
             for name, seconds in times.items():
                 per_step = best.setdefault(name, {})
                 per_step[t] = min(per_step.get(t, seconds), seconds)
