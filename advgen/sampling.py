@@ -233,8 +233,10 @@ def _check_supported(model) -> None:
         raise AdvgenError("advgen's sampler does not support GPT-2's reorder_and_upcast_attn")
 
 
-def new_cache(model, batch: int, length: int) -> torch.Tensor:
-    """Zeros (layers, 2, B, kv_heads, length, head_dim) in the model's dtype and device."""
+def new_cache(model, batch: int, length: int) -> list:
+    """Per layer, zero keys and values, each (B, kv_heads, length, head_dim) in the model's dtype and device.
+    Separate tensors, so a compiled step writes each in place: a write into a view of one big cache would
+    make it copy the whole cache at every step."""
     cfg = model.config
     p = next(model.parameters())
     if cfg.model_type == "gpt2":
@@ -242,15 +244,17 @@ def new_cache(model, batch: int, length: int) -> torch.Tensor:
     else:
         layers, heads = cfg.num_hidden_layers, cfg.num_key_value_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return torch.zeros(layers, 2, batch, heads, length, head_dim, dtype=p.dtype, device=p.device)
+    return [tuple(torch.zeros(batch, heads, length, head_dim, dtype=p.dtype, device=p.device) for _ in "kv")
+            for _ in range(layers)]
 
 
 def _attend(q, k, v, layer_cache, slots, allowed, scale):
-    """Write k, v (B, H_kv, T, D) into the cache at `slots` (T,), attend q (B, H, T, D) over the whole
-    cache under `allowed` (B, 1, T, S). Returns (B, T, H * D)."""
-    layer_cache[0].index_copy_(2, slots, k)
-    layer_cache[1].index_copy_(2, slots, v)
-    out = F.scaled_dot_product_attention(q, layer_cache[0], layer_cache[1], attn_mask=allowed, scale=scale,
+    """Write k, v (B, H_kv, T, D) into the layer's cache (keys, values) at `slots` (T,), attend q (B, H, T, D)
+    over the whole cache under `allowed` (B, 1, T, S). Returns (B, T, H * D)."""
+    keys, values = layer_cache
+    keys.index_copy_(2, slots, k)
+    values.index_copy_(2, slots, v)
+    out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed, scale=scale,
                                          enable_gqa=q.shape[1] != k.shape[1])
     return out.transpose(1, 2).flatten(2)
 
@@ -291,7 +295,7 @@ def _llama_hidden(model, cache, ids, positions, slots, allowed):
 def forward_last(model, cache, ids, positions, slots, key_valid):
     """Run ids (B, T) at cache slots (T,) with position ids (B, T); return float32 logits of the last
     position (B, V). key_valid (B, S) marks the cache slots that hold real tokens."""
-    slot_index = torch.arange(cache.shape[4], device=ids.device)
+    slot_index = torch.arange(key_valid.shape[1], device=ids.device)
     # causal over real tokens; every query also sees its own slot, so a padding row never attends to nothing
     allowed = (key_valid[:, None, :] & (slot_index <= slots[:, None])) | (slot_index == slots[:, None])  # (B, T, S)
     hidden = _gpt2_hidden if model.config.model_type == "gpt2" else _llama_hidden

@@ -77,9 +77,9 @@ def forward_only(model, prompts, new_tokens):
     """advgen's prefill and decode steps with no sampling (the next input is the last prompt token):
     the lower bound of sampled decoding."""
     _, cache, key_valid, position = sampling.prefill(model, prompts, new_tokens, 0)
-    P = cache.shape[4] - new_tokens
-    slots = torch.arange(P, P + new_tokens, device=cache.device)
-    token = torch.tensor([p[-1] for p in prompts], device=cache.device)[:, None]
+    P = key_valid.shape[1] - new_tokens
+    slots = torch.arange(P, P + new_tokens, device=key_valid.device)
+    token = torch.tensor([p[-1] for p in prompts], device=key_valid.device)[:, None]
     for t in range(new_tokens - 1):
         sampling.forward_last(model, cache, token, position + t, slots[t:t + 1], key_valid)
 
@@ -106,7 +106,7 @@ def step_costs(model, prompts, new_tokens, settings, repeats):
     best = {}
     for _ in range(repeats):
         logits, cache, key_valid, position = sampling.prefill(model, prompts, new_tokens, 0)
-        P = cache.shape[4] - new_tokens
+        P = key_valid.shape[1] - new_tokens
         slots = torch.arange(P, P + new_tokens, device=device)
         for t in range(new_tokens - 1):
             times, picks = {}, {}
