@@ -247,10 +247,9 @@ def test_compiled_decode_step_gives_the_same_samples():
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_compiled_step_writes_the_cache_in_place(kind):
-    # A compiled write into a view of one big cache tensor becomes a copy of the whole cache at every step
-    # (on CPU the GPT-2-small step took 1.5 s instead of 0.14 s). With a tensor per layer for keys and one
-    # for values, no generated kernel runs over a whole cache tensor; the integer constants in the generated
-    # code show the extents its loops and offsets span.
+    # A compiled write into a view of one big cache tensor becomes a copy of the whole cache at every step.
+    # With a tensor per layer for keys and one for values, no generated kernel runs over a whole cache
+    # tensor; the integer constants in the generated code show the extents its loops and offsets span.
     from torch._inductor.utils import run_and_get_code
 
     model = tiny(kind)
