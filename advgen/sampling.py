@@ -248,6 +248,23 @@ def new_cache(model, batch: int, length: int) -> list:
             for _ in range(layers)]
 
 
+def static_cache(model, batch: int, length: int) -> list:
+    """new_cache, kept on the model and handed out again for the same shape, its tensors marked static for
+    torch.compile (what compile=True uses). The compiled step writes into the cache, and CUDA graph trees
+    capture a step that mutates an input only when the input keeps its address: with a new cache per call
+    they would skip the graphs. Stale entries are harmless: prefill rewrites every prompt slot, and each
+    later slot stays masked until the step that writes it."""
+    p = next(model.parameters())
+    key = (batch, length, p.dtype, p.device)
+    held = getattr(model, "_advgen_cache", None)
+    if held is None or held[0] != key:
+        cache = new_cache(model, batch, length)
+        for tensor in (t for layer in cache for t in layer):
+            torch._dynamo.mark_static_address(tensor)
+        held = model._advgen_cache = (key, cache)
+    return held[1]
+
+
 def _attend(q, k, v, layer_cache, slots, allowed, scale):
     """Write k, v (B, H_kv, T, D) into the layer's cache (keys, values) at `slots` (T,), attend q (B, H, T, D)
     over the whole cache under `allowed` (B, 1, T, S). Returns (B, T, H * D)."""
@@ -320,14 +337,15 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def prefill(model, prompts: list, max_new_tokens: int, pad_id: int):
-    """Left-pad the prompts, allocate the cache for max_new_tokens more, run the prompts through it.
+def prefill(model, prompts: list, max_new_tokens: int, pad_id: int, reuse_cache: bool = False):
+    """Left-pad the prompts, allocate the cache for max_new_tokens more (reuse_cache: the model's
+    static_cache), run the prompts through it.
     -> (last-position logits (B, V), cache, key_valid (B, S), position of the first new token (B, 1))."""
     device = next(model.parameters()).device
     ids, valid = left_pad(prompts, pad_id, device)
     B, P = ids.shape
     key_valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=device)], dim=1)
-    cache = new_cache(model, B, P + max_new_tokens)
+    cache = (static_cache if reuse_cache else new_cache)(model, B, P + max_new_tokens)
     pos = positions(valid)
     logits = forward_last(model, cache, ids, pos, torch.arange(P, device=device), key_valid)
     return logits, cache, key_valid, pos[:, -1:] + 1
@@ -398,7 +416,8 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     top_k 0 and top_p 1 and min_p 0 and repetition_penalty 1 are off. Rows stop at eos_id (None: never)
     and are masked, not removed. The draws come from a torch.Generator seeded with `seed`, so the global
     RNG is untouched and the same seed gives the same samples. compile=True compiles the decode step
-    (on CUDA with CUDA graphs, mode "reduce-overhead"). rows_of=(offset, total): these prompts are rows
+    (on CUDA with CUDA graphs, mode "reduce-overhead") and keeps the KV cache on the model for the next
+    call of the same shape (static_cache). rows_of=(offset, total): these prompts are rows
     offset.. of a batch of `total` drawn with `seed`, and get that batch's draws for those rows (the uniforms
     of each row and step), so a batch split over ranks samples what the whole batch would."""
     model = _unwrap(model)
@@ -425,7 +444,7 @@ def generate(model, prompts: list, max_new_tokens: int, *, temperature=1.0, top_
     step = torch.compile(_decode_step, mode="reduce-overhead" if device.type == "cuda" else None) if compile \
         else _decode_step
     try:
-        logits, cache, key_valid, next_position = prefill(model, prompts, N, pad_id)
+        logits, cache, key_valid, next_position = prefill(model, prompts, N, pad_id, reuse_cache=compile)
         token, logprob, model_logprob = _pick(logits, seen, uniforms[0], c)
         out = [torch.zeros(B, N, dtype=dt, device=device) for dt in (torch.long, torch.bool, torch.float, torch.float)]
         done = torch.zeros(B, dtype=torch.bool, device=device)

@@ -245,6 +245,23 @@ def test_compiled_decode_step_gives_the_same_samples():
     torch.testing.assert_close(compiled.model_logprobs, eager.model_logprobs, atol=1e-5, rtol=0)
 
 
+def test_compiled_calls_reuse_one_static_cache_per_shape():
+    model = tiny("gpt2")
+    first = sampling.generate(model, PROMPTS, 8, top_p=0.9, seed=1, pad_id=PAD, compile=True)
+    held = model._advgen_cache[1]
+    assert all(t._dynamo_static_input_type == "unguarded" for layer in held for t in layer)
+    # Same shape, other prompts and padding: the cache comes back holding the first call's keys and values,
+    # and the samples are still what a fresh cache gives.
+    other = [[21, 22, 23, 24, 25, 26, 27], [28], [29, 30], [31, 32, 33]]
+    second = sampling.generate(model, other, 8, top_p=0.9, seed=2, pad_id=PAD, compile=True)
+    assert model._advgen_cache[1] is held and bool(held[0][0].abs().sum() > 0)
+    eager = sampling.generate(model, other, 8, top_p=0.9, seed=2, pad_id=PAD)
+    assert torch.equal(second.tokens, eager.tokens) and not torch.equal(second.tokens, first.tokens)
+    torch.testing.assert_close(second.model_logprobs, eager.model_logprobs, atol=1e-5, rtol=0)
+    sampling.generate(model, PROMPTS, 9, seed=1, pad_id=PAD, compile=True)  # another length: another cache
+    assert model._advgen_cache[1] is not held
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_compiled_step_writes_the_cache_in_place(kind):
     # A compiled write into a view of one big cache tensor becomes a copy of the whole cache at every step.
