@@ -134,6 +134,9 @@ def nucleus(weights: torch.Tensor, top_p: torch.Tensor, sync_free: bool = True):
     return floor.masked_fill(everything, 0.0), torch.where(everything, total, kept).float()
 
 
+# Eager always: its sizes depend on the data, and compiled for a dynamic batch (a second batch size), torch
+# 2.13 fails on the int64 view of a slice whose length is a multiple of 8 ("must be divisible by 8").
+@torch.compiler.disable
 def _true_indices(mask: torch.Tensor) -> torch.Tensor:
     """Flat indices of the True entries of a contiguous bool tensor, fast when they are few: nonzero runs over
     8-byte words, and only the words holding a True are unpacked."""

@@ -331,6 +331,12 @@ def test_sample_command_writes_conditioned_samples(run, tmp_path):
     CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
                               "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", "--out", str(again)])
     assert again.read_text() == out.read_text()
+    compiled = tmp_path / "compiled.jsonl"  # batches of other shapes: recompiled steps, one static cache each
+    result = CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
+                                       "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", "--compile",
+                                       "--out", str(compiled)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["text"] for line in compiled.read_text().splitlines()] == [r["text"] for r in rows]
 
 
 @pytest.mark.parametrize("args,message", [
