@@ -208,7 +208,7 @@ def _locate(masses: torch.Tensor, fractions: torch.Tensor, block: int = 64):
     cdf = sums.cumsum(-1)
     total = cdf[:, -1:]
     target = fractions * total
-    last = torch.searchsorted(cdf, total.contiguous())  # float rounding at the very top: stop at the last block with mass
+    last = torch.searchsorted(cdf, total.contiguous())  # float rounding at the top: the last block with mass
     k = torch.minimum(torch.searchsorted(cdf, target, right=True), last)
     before = cdf.gather(1, k) - sums.gather(1, k)
     cols = k[..., None] * block + torch.arange(block, device=masses.device)  # (B, R, block)
@@ -216,7 +216,8 @@ def _locate(masses: torch.Tensor, fractions: torch.Tensor, block: int = 64):
     inside = inside.cumsum(-1, dtype=torch.float64)
     j = torch.minimum(torch.searchsorted(inside, (target - before)[..., None], right=True),
                       torch.searchsorted(inside, inside[..., -1:].contiguous())).squeeze(-1)  # the same, inside
-    return k * block + j, before + torch.where(j > 0, inside.gather(2, (j - 1).clamp(min=0)[..., None]).squeeze(-1), 0.0), total
+    before = before + torch.where(j > 0, inside.gather(2, (j - 1).clamp(min=0)[..., None]).squeeze(-1), 0.0)
+    return k * block + j, before, total
 
 
 # ----------------------------------------------------------------------------------------------

@@ -319,22 +319,23 @@ def run(tmp_path_factory):
 
 
 def test_sample_command_writes_conditioned_samples(run, tmp_path):
+    def sample(out, *extra):
+        return CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
+                                         "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", *extra,
+                                         "--out", str(out)])
+
     out = tmp_path / "s.jsonl"
-    result = CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
-                                       "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", "--out", str(out)])
+    result = sample(out)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 10 and all(r["condition"]["department"] == "Dresses" for r in rows)
     assert len({r["condition"]["rating"] for r in rows}) > 1  # unset fields come from the test split
     assert all(1 <= r["tokens"] <= 12 and r["logprob"] >= r["model_logprob"] - 1e-3 for r in rows)
     again = tmp_path / "again.jsonl"
-    CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
-                              "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", "--out", str(again)])
+    sample(again)
     assert again.read_text() == out.read_text()
     compiled = tmp_path / "compiled.jsonl"  # batches of other shapes: recompiled steps, one static cache each
-    result = CliRunner().invoke(main, ["sample", str(run), "--n", "10", "--batch-size", "4", "--condition",
-                                       "department=Dresses", "--temperature", "0.8", "--top-p", "0.9", "--compile",
-                                       "--out", str(compiled)])
+    result = sample(compiled, "--compile")
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["text"] for line in compiled.read_text().splitlines()] == [r["text"] for r in rows]
 
