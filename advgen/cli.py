@@ -7,8 +7,9 @@ import typing
 import click
 
 from advgen import distributed
-from advgen.config import (ADVERSARIAL_PRESETS, PRETRAIN_PRESETS, SCORER_PRESETS, AdversarialConfig, AdvgenError,
+from advgen.config import (ADVERSARIAL_PRESETS, PRETRAIN_PRESETS, SCORER_PRESETS, AdversarialConfig,
                            PretrainConfig, ScorerConfig, resolve)
+from advgen.errors import AdvgenError
 
 
 def _comma_list(ctx, param, value):
@@ -94,7 +95,7 @@ def adversarial(preset, resume, **flags):
 @bad_input_exits_2
 def train_scorer(preset, **flags):
     """Fine-tune a style or click-score classifier; writes an HF-format folder with scorer.json and summary.json."""
-    from advgen.scorers import train_scorer as run_train_scorer
+    from advgen.train_scorer import train_scorer as run_train_scorer
 
     folder = run_train_scorer(resolve(ScorerConfig, SCORER_PRESETS, preset, flags))
     if distributed.is_main():
@@ -121,7 +122,7 @@ def train_scorer(preset, **flags):
 @bad_input_exits_2
 def sample(run, compile_, **kwargs):
     """Sample texts from a run's generator with advgen's batched sampler."""
-    from advgen.sampling import sample_run
+    from advgen.evaluate import sample_run
 
     click.echo(f"wrote {sample_run(run, compile=compile_, **kwargs)}")
 

@@ -3,15 +3,14 @@
 The CLI builds its options from these fields (the `help` metadata is the `--help` text), and a
 run folder stores the resolved config as `config.json`, so a later stage rebuilds from it.
 """
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from advgen.errors import AdvgenError
 
-class AdvgenError(Exception):
-    """Bad input. The CLI prints it as one line and exits with status 2."""
+BASELINES = ("none", "ema", "loo", "self-critical")  # REINFORCE baselines (advgen.baselines computes them)
 
 
 def _opt(default, help):
@@ -208,8 +207,6 @@ ADVERSARIAL_PRESETS = {
 
 
 def validate_adversarial(cfg: AdversarialConfig) -> None:
-    from advgen.baselines import KINDS
-
     if not cfg.init:
         raise AdvgenError("--init is required: a run folder written by `advgen pretrain`")
     check_ranges(cfg, positive=["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every",
@@ -223,8 +220,8 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
         if getattr(cfg, f"w_{kind}") > 0 and not getattr(cfg, f"{kind}_scorer"):
             raise AdvgenError(f"--w-{kind} {getattr(cfg, f'w_{kind}')} needs --{kind}-scorer (a folder written by "
                               f"`advgen train-scorer --kind {kind}`)")
-    if cfg.baseline not in KINDS:
-        raise AdvgenError(f"--baseline must be one of {', '.join(KINDS)}, got '{cfg.baseline}'")
+    if cfg.baseline not in BASELINES:
+        raise AdvgenError(f"--baseline must be one of {', '.join(BASELINES)}, got '{cfg.baseline}'")
     if cfg.baseline == "loo" and cfg.k < 2:
         raise AdvgenError(f"--baseline loo needs --k >= 2 samples per prompt, got {cfg.k}")
     if cfg.disc_dropout is not None and not 0 <= cfg.disc_dropout < 1:
@@ -244,17 +241,3 @@ def resolve(cls, preset_table: dict, preset: Optional[str], flags: dict):
         cfg.out = str(Path("runs") / (preset or "pretrain"))
     return cfg
 
-
-def save(cfg, path: Path, **extra) -> None:
-    from advgen.runlog import write_json
-
-    write_json(path, {**asdict(cfg), **extra})
-
-
-def load(cls, path: Path):
-    try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise AdvgenError(f"cannot read run config {path}: {e}") from None
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
 
 
 def world_size() -> int:
@@ -111,7 +111,7 @@ def mean_over_ranks(scalars: dict) -> dict:
 
 class Call(nn.Module):
     """`Call(model)(fn, *args)` runs `fn(model, *args)`: a forward that DDP can wrap, for advgen's own forward
-    passes (models.target_nll, sampling.teacher_forced_logprobs), which call the model's parts directly."""
+    passes (models.target_nll, models.teacher_forced_logprobs), which call the model's parts directly."""
 
     def __init__(self, model: nn.Module):
         super().__init__()

@@ -1,5 +1,7 @@
-"""`advgen evaluate` and `advgen sweep`: the metrics of advgen/metrics.py applied to sample files and run folders.
+"""The commands that use a trained run: `advgen sample`, `advgen evaluate` and `advgen sweep`.
 
+sample: a run's generator, prompted as it was trained (test-split rows, some condition values fixed),
+-> a JSONL file of texts with their token counts and log-probabilities.
 evaluate: samples (a .txt/.jsonl/.csv file, or drawn from a run's generator) against references
 (a split of the run's corpus, or a file) -> a table on the terminal and a JSON report.
 sweep: each run sampled across temperatures -> quality (BLEU-4, test NLL, realism where the run has
@@ -10,14 +12,16 @@ import hashlib
 import io
 import json
 import math
+import random
 import time
 from pathlib import Path
 
 import numpy as np
 
-from advgen import data, metrics, models, rewards, sampling
-from advgen.config import AdvgenError, PretrainConfig
-from advgen.runlog import atomic, write_json
+from advgen import data, kernels, metrics, models, rewards, runs, sampling, scorers, seeds
+from advgen.config import PretrainConfig
+from advgen.errors import AdvgenError
+from advgen.runlog import atomic, progress, write_json
 
 METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "nll"]
 
@@ -39,15 +43,62 @@ def reference_records(references: str, cfg: PretrainConfig) -> tuple:
     return data.load_corpus(references), references
 
 
-def draw_samples(model, tokenizer, cfg, records: list, n: int, temperature: float = 1.0, top_p: float = 1.0,
-                 batch_size: int = 64, seed: int = 0) -> list:
-    """n samples from the prompts of `records` (cycled), in batches (see sampling.sample_batches)."""
-    prompts = [data.prompt_ids(tokenizer, records[i % len(records)], cfg.field, cfg.condition, cfg.source,
-                               cfg.max_source_tokens) for i in range(n)]
-    batches = sampling.sample_batches(model, tokenizer, prompts, cfg.max_target_tokens, batch_size, seed,
-                                      temperature=temperature, top_p=top_p)
-    return [text for _, s in batches for text in sampling.decode(tokenizer, s)]
+# ---------------------------------------------------------------------------------------------
+# sample
 
+def parse_condition(text, conditioned: list) -> dict:
+    """'department=Dresses,rating=5' -> {'department': 'Dresses', 'rating': '5'}, checked against the
+    fields the run was trained to condition on."""
+    values = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or not name or not value.strip():
+            raise AdvgenError(f"--condition: expected field=value, got {part!r}")
+        if name not in conditioned:
+            raise AdvgenError(f"--condition: the run was not trained on {name!r}; its condition fields are "
+                              f"{', '.join(conditioned) or 'none'}")
+        values[name] = value.strip()
+    return values
+
+
+def sample_run(run, out, n: int, condition=None, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+               repetition_penalty=1.0, max_new_tokens=None, batch_size=64, seed=0, device="auto",
+               compile=False) -> Path:
+    """Sample n texts from the generator of a run folder into a JSONL file, written atomically.
+
+    Prompts follow the run's task: condition fields given in `condition` are fixed; the others, and the
+    source text of source-conditioned runs, come from the run's test split in a seeded order."""
+    if n < 1 or batch_size < 1:
+        raise AdvgenError("--n and --batch-size must be positive")
+    kernels.check_controls(temperature, top_k, top_p, min_p, repetition_penalty)
+    dev = models.resolve_device(device)
+    _, cfg, _, model, tokenizer = runs.load(run)
+    fixed = parse_condition(condition, cfg.condition)
+    records = data.load_splits(cfg)["test"]
+    order = random.Random(seeds.derive(seed, "test-order")).sample(range(len(records)), len(records))
+    rows = [{**records[order[i % len(records)]], **fixed} for i in range(n)]
+    batches = runs.draw(model.to(dev), tokenizer, cfg, rows, n, max_new_tokens, batch_size, seed,
+                        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                        repetition_penalty=repetition_penalty, compile=compile)
+    with atomic(out) as tmp, open(tmp, "w") as f, progress(n, "sample", unit="text") as bar:
+        for start, s in batches:
+            for i, text in enumerate(sampling.decode(tokenizer, s)):
+                r = rows[start + i]
+                row = {"text": text, "condition": {c: r[c] for c in cfg.condition}}
+                if cfg.source:
+                    row["source"] = r[cfg.source]
+                length = int(s.mask[i].sum())
+                row.update(tokens=length, finished=bool(length and s.tokens[i, length - 1] == tokenizer.eos_token_id),
+                           logprob=round(float(s.logprobs[i].sum()), 4),
+                           model_logprob=round(float(s.model_logprobs[i].sum()), 4))
+                f.write(json.dumps(row) + "\n")
+            bar.update(len(s.tokens))
+    return Path(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
 
 def cached_embeddings(texts: list, encoder) -> np.ndarray:
     """Embeddings of a reference set, cached under $ADVGEN_CACHE/embeddings by a hash of the texts,
@@ -90,7 +141,7 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     seconds = {}
     clock = time.time()
     if run:
-        cfg, model, tokenizer = models.load_run(samples_or_run)
+        _, cfg, _, model, tokenizer = runs.load(samples_or_run)
         model.to(models.resolve_device("auto"))
     else:
         if not Path(samples_or_run).read_bytes().strip():
@@ -100,9 +151,10 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     ref_records, ref_label = reference_records(references, cfg)
     refs = texts_of(ref_records, cfg.field, f"references {ref_label}")
     if run:
-        records = data.select(ref_records, cfg.field, cfg.condition, cfg.source)  # prompts need the condition fields
-        samples = draw_samples(model, tokenizer, cfg, records, n or len(records), temperature,
-                               batch_size=batch_size, seed=seed)
+        plain = references not in data.SPLITS and data.is_plain_text(references)
+        records = data.select(ref_records, cfg.field, cfg.condition, cfg.source, plain)  # prompts need the condition fields
+        samples = runs.sample_texts(model, tokenizer, cfg, records, n or len(records), batch_size=batch_size,
+                                    seed=seed, temperature=temperature)
     seconds["load"] = time.time() - clock
 
     values = {}
@@ -177,28 +229,29 @@ def parse_temperatures(spec: str) -> list:
     return values
 
 
-def sweep(runs: list, temperatures: list, n: int, out: str, top_p: float = 1.0, batch_size: int = 64,
+def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.0, batch_size: int = 64,
           seed: int = 0, tokenize: str = "whitespace", progress=print) -> list:
     """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv and sweep.png."""
     if n < 2:
         raise AdvgenError(f"--n must be at least 2 (Self-BLEU compares samples with each other), got {n}")
     if batch_size < 1:
         raise AdvgenError(f"--batch-size must be positive, got {batch_size}")
-    loaded = [(run, *models.load_run(run)) for run in runs]
-    test_splits = [reference_records("test", cfg)[0] for _, cfg, _, _ in loaded]  # bad input fails before sampling
-    names = [Path(r).name for r in runs]
-    names = names if len(set(names)) == len(names) else [str(r) for r in runs]
+    loaded = [runs.load(folder) for folder in folders]
+    test_splits = [reference_records("test", run.cfg)[0] for run in loaded]  # bad input fails before sampling
+    names = [Path(r).name for r in folders]
+    names = names if len(set(names)) == len(names) else [str(r) for r in folders]
     rows = []
-    for name, (run, cfg, model, tokenizer), ref_records in zip(names, loaded, test_splits):
+    for name, (run, cfg, _, model, tokenizer), ref_records in zip(names, loaded, test_splits):
         device = models.resolve_device("auto")
         model.to(device)
         refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
         examples = data.encode(tokenizer, ref_records, cfg)
         has_discriminator = (Path(run) / "discriminator").is_dir()
-        discriminator = rewards.load_scorer(Path(run) / "discriminator", device) if has_discriminator else None
+        discriminator = scorers.load_scorer(Path(run) / "discriminator", device) if has_discriminator else None
         for t in temperatures:
             clock = time.time()
-            texts = draw_samples(model, tokenizer, cfg, ref_records, n, t, top_p, batch_size, seed)
+            texts = runs.sample_texts(model, tokenizer, cfg, ref_records, n, batch_size=batch_size, seed=seed,
+                                      temperature=t, top_p=top_p)
             toks = metrics.tokens(texts, tokenize)
             d = metrics.distinct(toks, 4)
             row = {"run": name, "temperature": t, "n": n,

@@ -32,7 +32,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
 
 EPSILON = 0.1  # NLTK SmoothingFunction().method1
 TOKENIZERS = {"whitespace": str.split, "words": re.compile(r"\w+|[^\w\s]").findall}

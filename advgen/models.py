@@ -21,7 +21,8 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequence
                           AutoTokenizer, BertConfig, GPT2Config, GPT2Tokenizer)
 from transformers.utils import logging as hf_logging
 
-from advgen.config import AdvgenError
+from advgen import sampling
+from advgen.errors import AdvgenError
 
 GPT2_SIZES = {  # name: (layers, heads, width)
     "tiny": (2, 2, 64),      # tests
@@ -235,6 +236,25 @@ def target_nll(model, batch: dict, temperature: float = 1.0):
     return torch.nn.functional.cross_entropy(logits, targets, reduction="sum"), targets.numel()
 
 
+def teacher_forced_logprobs(model, prompts: list, samples, pad_id: int = 0) -> torch.Tensor:
+    """Log-probabilities (B, N) of the sampled tokens under the model's full forward over prompt +
+    sample, at temperature 1, with gradient when enabled; 0 where samples.mask is False. This is the
+    policy's log-likelihood that policy gradients differentiate.
+
+    The LM head runs only at the positions that predict a sampled token (as target_nll does):
+    prompts and the padding after EOS are skipped, most of the work of a 50k-way softmax on short texts."""
+    model = sampling._unwrap(model)  # a peft model: its LoRA layers stay in place
+    ids, valid = sampling.left_pad(prompts, pad_id, samples.tokens.device)
+    P = ids.shape[1]
+    ids = torch.cat([ids, samples.tokens], dim=1)
+    attention = torch.cat([valid, samples.mask], dim=1)
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=attention.long(),
+                                 position_ids=sampling.positions(attention)).last_hidden_state[:, P - 1:-1]  # (B, N, C)
+    logits = model.get_output_embeddings()(hidden[samples.mask]).float()                             # (M, V)
+    logp = logits.log_softmax(-1).gather(1, samples.tokens[samples.mask][:, None]).squeeze(1)        # (M,)
+    return torch.zeros(samples.tokens.shape, device=logp.device).masked_scatter(samples.mask, logp)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -246,14 +266,3 @@ def resolve_device(name: str) -> torch.device:
         raise AdvgenError(f"device '{name}' requested but CUDA is not available")
     return device
 
-
-def load_run(path) -> tuple:
-    """Run folder -> (config, generator, tokenizer). The config tells the corpus, field and prompts."""
-    from advgen import config
-
-    run = Path(path)
-    if not (run / "config.json").is_file() or not (run / "generator" / "config.json").is_file():
-        raise AdvgenError(f"{run} is not a run folder (needs config.json and generator/)")
-    cfg = config.load(config.PretrainConfig, run / "config.json")
-    model, tokenizer = load_generator(str(run / "generator"))
-    return cfg, model, tokenizer

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
 
-from advgen import config, data, distributed, metrics, models, sampling
-from advgen.config import AdvgenError, PretrainConfig
+from advgen import config, data, distributed, metrics, models, runs, sampling, seeds
+from advgen.config import PretrainConfig
+from advgen.errors import AdvgenError
 from advgen.metrics import mean_nll
-from advgen.runlog import RunLog, load_state, save_state, truncate_jsonl, write_json
+from advgen.runlog import RunLog, load_state, save_state, write_json
 
 
 def make_trainable(model, cfg: PretrainConfig):
@@ -59,13 +60,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     started = time.time()
     run = Path(cfg.out)
-    ckpt_path = run / "checkpoint" / "state.pt"
-    if resume:
-        if not (run / "config.json").exists():
-            raise AdvgenError(f"nothing to resume: {run / 'config.json'} does not exist")
-        cfg = config.load(PretrainConfig, run / "config.json")  # the run's own config, not the flags
-    elif run.exists() and any(run.iterdir()):
-        raise AdvgenError(f"run folder {run} already exists: pass --resume to continue it, or another --out")
+    ckpt_path = runs.checkpoint_path(run)
+    cfg = runs.claim(run, "pretrain", cfg, resume)  # resuming: the run's own config, not the flags
     config.validate(cfg)
     distributed.check_divides(cfg.batch_size, "--batch-size")
     device = distributed.setup(models.resolve_device(cfg.device))
@@ -94,11 +90,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     ddp = distributed.data_parallel(model, calls=True)  # ddp(fn, *args) = fn(model, *args), DDP when W > 1
     distributed.barrier()  # every rank has checked the run folder before rank 0 writes into it
     if main:
-        run.mkdir(parents=True, exist_ok=True)
-        if not resumed:
-            config.save(cfg, run / "config.json")
-        for name in ("metrics.jsonl", "samples.jsonl"):  # rows logged after the checkpoint are replayed
-            truncate_jsonl(run / name, state["step"] if resumed else -1)
+        runs.open_folder(run, state["step"] if resumed else None, cfg)
 
     train_tokens = sum(len(t) for _, t in train)
     log = RunLog(run, cfg.max_steps, state["step"], desc=f"pretrain {run.name}", enabled=main)
@@ -147,7 +139,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                     models.save(model, tokenizer, run / "generator")
                 log.log(step, {"val/loss": val_loss, "val/ppl": metrics.perplexity(val_loss),
                                "val/best_ppl": metrics.perplexity(state["best_loss"]), "val/early_stop": int(state["done"])})
-                texts = sampling.sample(model, tokenizer, sample_prompts, cfg.max_target_tokens, seed=cfg.seed + step)
+                texts = sampling.sample(model, tokenizer, sample_prompts, cfg.max_target_tokens,
+                                        seed=seeds.derive(cfg.seed, "samples", step))
                 log.write_samples(step, [tokenizer.decode(p, skip_special_tokens=True) for p in sample_prompts], texts)
                 save_checkpoint(ckpt_path, model, optimizer, scheduler, state)
                 log.write(f"step {step}: val loss {val_loss:.4f} (ppl {metrics.perplexity(val_loss):.1f}); e.g. {texts[0]!r}")

@@ -1,88 +1,19 @@
-"""Rewards: scorers map decoded texts to one float per text, without gradient; the mixer combines them.
-
-A scorer is a BERT-family sequence classifier saved in HF format with a `scorer.json` beside its
-weights (`advgen train-scorer` writes both; `advgen adversarial` writes the discriminator's):
-
-    {"kind": "style" | "click" | "realism", "labels": [name of class 0, name of class 1, ...], ...}
+"""Rewards: plain functions from decoded texts to one float per text, without gradient; the mixer combines them.
 
 - realism: P(real), class 1 of the discriminator (class 0 is "generated");
 - style:   P(target label), the target fixed or each sample's own condition;
 - click:   P(engaged), class 1 of the click model (feedback count at or above its threshold).
 
-Each scorer re-tokenizes the texts with its own tokenizer (the generator's differs), truncated to
-its `max_length`, in batches of similar length.
+The scorer models behind them live in advgen.scorers.
 """
-import json
 import math
-from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
-from advgen import models
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
+from advgen.scorers import Scorer, probabilities
 
 COMPONENTS = ("realism", "style", "click")
-
-
-class Scorer(NamedTuple):
-    model: torch.nn.Module
-    tokenizer: object
-    info: dict  # scorer.json: kind, labels, max_length, and how the labels were made
-
-
-def load_scorer(folder, device="cpu") -> Scorer:
-    folder = Path(folder)
-    if not (folder / "scorer.json").is_file() or not (folder / "config.json").is_file():
-        raise AdvgenError(f"{folder} is not a scorer folder (needs config.json and scorer.json; "
-                          "`advgen train-scorer` writes one)")
-    info = json.loads((folder / "scorer.json").read_text())
-    model, tokenizer = models.load_discriminator(str(folder), num_labels=len(info["labels"]))
-    return Scorer(model.to(device).eval(), tokenizer, info)
-
-
-def encode(tokenizer, texts: list, max_length: int) -> list:
-    """Texts -> token id lists, truncated to `max_length` (special tokens included); '' gives [CLS] [SEP]."""
-    if not texts:
-        return []
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-
-
-def pad(tokenizer, ids: list, device) -> dict:
-    batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-@torch.no_grad()
-def probabilities(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:
-    """-> (N, classes) class probabilities, in the order of `texts`. Batches are cut from the texts
-    sorted by token length, so little of the work is padding."""
-    model, tokenizer, info = scorer
-    was_training = model.training
-    model.eval()
-    ids = encode(tokenizer, texts, info.get("max_length", 128))
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    probs = torch.empty(len(ids), len(info["labels"]))
-    device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        logits = model(**pad(tokenizer, [ids[i] for i in rows], device)).logits
-        probs[rows] = logits.float().softmax(-1).cpu()
-    model.train(was_training)
-    return probs
-
-
-def discriminator(spec: str, max_length: int = 128, dropout=None, seed: int = 0) -> Scorer:
-    """A new realism discriminator: the encoder `spec` (models.load_discriminator) with a 2-way head,
-    class 1 = real, class 0 = generated (advgen.scorers.discriminator_step trains it)."""
-    model, tokenizer = models.load_discriminator(spec, num_labels=2, dropout=dropout, seed=seed)
-    return Scorer(model, tokenizer, {"kind": "realism", "labels": ["generated", "real"], "max_length": max_length,
-                                     "model": spec})
-
-
-def save_scorer(scorer: Scorer, folder) -> None:
-    """HF format plus scorer.json, atomically."""
-    models.save(scorer.model, scorer.tokenizer, folder, files={"scorer.json": scorer.info})
 
 
 def realism(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
 
 
 @contextmanager

@@ -24,17 +24,16 @@ from pathlib import Path
 
 import torch
 
-from advgen import baselines, data, models, rewards, sampling, scorers
+from advgen import baselines, data, models, rewards, runs, sampling, scorers, seeds
+from advgen.baselines import KINDS
 from advgen.config import PretrainConfig
-
-KINDS = ["none", "ema", "loo", "self-critical"]
 
 
 def load(run: str, device):
     """-> (pretrain config, generator, tokenizer, realism scorer or None, label)."""
     if run and Path(run).is_dir():
-        cfg, model, tokenizer = models.load_run(run)
-        disc = rewards.load_scorer(Path(run) / "discriminator", device) if (Path(run) / "discriminator").is_dir() else None
+        _, cfg, _, model, tokenizer = runs.load(run)
+        disc = scorers.load_scorer(Path(run) / "discriminator", device) if (Path(run) / "discriminator").is_dir() else None
         return cfg, model, tokenizer, disc, run
     cfg = PretrainConfig(generator="scratch:gpt2-tiny", discriminator="scratch:bert-tiny", max_target_tokens=12)
     model, tokenizer = models.load_generator(cfg.generator, seed=0)
@@ -66,19 +65,19 @@ def main():
     eos, pad, N, P, k = tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.max_target_tokens, args.prompts, args.k
 
     def rollouts(index: int):
-        rows = data.batch_at(train, P, args.seed, index)
-        prompts = [data.prompt_ids(tokenizer, r, cfg.field, cfg.condition, cfg.source, cfg.max_source_tokens)
-                   for r in rows for _ in range(k)]
-        s = sampling.generate(model, prompts, N, temperature=1.0, eos_id=eos, pad_id=pad, seed=args.seed * 1_000_003 + index)
+        rows = data.batch_at(train, P, args.seed, index, "prompts")
+        prompts = [runs.prompt(tokenizer, cfg, r) for r in rows for _ in range(k)]
+        s = sampling.generate(model, prompts, N, temperature=1.0, eos_id=eos, pad_id=pad,
+                              seed=seeds.derive(args.seed, "rollout", index))
         return prompts, s, sampling.decode(tokenizer, s)
 
     if disc is None:  # a fresh discriminator, trained briefly so the rewards carry signal
-        disc = rewards.discriminator(cfg.discriminator, 32, seed=args.seed)
+        disc = scorers.new_discriminator(cfg.discriminator, 32, seed=seeds.derive(args.seed, "disc-head"))
         disc.model.to(device)
         opt = torch.optim.AdamW(disc.model.parameters(), lr=5e-5 if not cfg.discriminator.startswith("scratch:") else 1e-3)
         for j in range(args.disc_steps):
             _, _, fake = rollouts(10_000 + j)
-            real = [str(r[cfg.field]).strip() for r in data.batch_at(train, len(fake), args.seed + 1, j)]
+            real = [str(r[cfg.field]).strip() for r in data.batch_at(train, len(fake), args.seed, j, "disc-real")]
             d = scorers.discriminator_step(disc, opt, real, fake)
         print(f"discriminator: {cfg.discriminator}, {args.disc_steps} steps, last accuracy {d['disc/accuracy']:.3f}")
 
@@ -98,7 +97,7 @@ def main():
         if "self-critical" in kinds:
             g = sampling.generate(model, prompts[::k], N, temperature=0.0, eos_id=eos, pad_id=pad)
             greedy = rewards.realism(disc, sampling.decode(tokenizer, g))
-        logp = sampling.teacher_forced_logprobs(model, prompts, s, pad).sum(1)   # (B,) with gradient
+        logp = models.teacher_forced_logprobs(model, prompts, s, pad).sum(1)   # (B,) with gradient
         for kind in kinds:
             a, _, new_ema = baselines.advantages(r, kind, k=k, greedy_rewards=greedy, ema=ema, decay=args.ema_decay)
             grads = torch.autograd.grad(-(a.to(device) * logp).mean(), params, retain_graph=True, allow_unused=True)

@@ -23,7 +23,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.generation.logits_process import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 from transformers.utils import logging
 
-from advgen import sampling
+from advgen import kernels, sampling
 
 
 def peak_memory_reset(device):
@@ -96,12 +96,12 @@ def step_costs(model, prompts, new_tokens, settings, repeats):
     the result is their mean over the steps. The next input is advgen's pick for the first setting."""
     device = next(model.parameters()).device
     B, vocab = len(prompts), model.config.vocab_size
-    # advgen's per-step pick as `generate` runs it: the controls it derives once, then `_pick` at every step
-    controls = {name: sampling._controls(B, vocab, device, 1.0, kw["top_k"], kw["top_p"], 0.0, 1.0,
-                                         sync_free=device.type == "cuda") for name, kw in settings.items()}
+    # advgen's per-step pick as `generate` runs it: the controls it derives once, then `kernels.pick` at every step
+    controls = {name: kernels.controls(B, vocab, device, 1.0, kw["top_k"], kw["top_p"], 0.0, 1.0,
+                                       sync_free=device.type == "cuda") for name, kw in settings.items()}
     warpers = {name: LogitsProcessorList([TopKLogitsWarper(kw["top_k"])] if kw["top_k"] else
                                          [TopPLogitsWarper(kw["top_p"])]) for name, kw in settings.items()}
-    uniforms = torch.rand(new_tokens, B, sampling.PROPOSALS + 1, device=device)
+    uniforms = torch.rand(new_tokens, B, kernels.PROPOSALS + 1, device=device)
     first = next(iter(settings))
     best = {}
     for _ in range(repeats):
@@ -112,7 +112,7 @@ def step_costs(model, prompts, new_tokens, settings, repeats):
             times, picks = {}, {}
             for name in settings:
                 picks[name], times[f"advgen/{name}"] = timed(
-                    lambda: sampling._pick(logits, None, uniforms[t], controls[name])[0], device)
+                    lambda: kernels.pick(logits, None, uniforms[t], controls[name])[0], device)
                 _, times[f"hf/{name}"] = timed(lambda: hf_pick(warpers[name], logits), device)
             logits, times["forward"] = timed(lambda: sampling.forward_last(
                 model, cache, picks[first][:, None], position + t, slots[t:t + 1], key_valid), device)

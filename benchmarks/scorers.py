@@ -1,4 +1,4 @@
-"""Scorer throughput: advgen's batched scoring (`rewards.probabilities`) against HF's text-classification
+"""Scorer throughput: advgen's batched scoring (`scorers.probabilities`) against HF's text-classification
 pipeline, the reference a user would otherwise call, on the same model and texts in one run.
 
     python benchmarks/scorers.py [--scorer runs/scorers/quick-click] [--n 512] [--batch-sizes 16,64,256]
@@ -17,7 +17,7 @@ import torch
 from transformers import pipeline
 from transformers.utils import logging as hf_logging
 
-from advgen import data, rewards
+from advgen import data, scorers
 
 
 def timed(fn, repeats: int) -> float:
@@ -39,7 +39,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     hf_logging.disable_progress_bar()
-    scorer = rewards.load_scorer(args.scorer) if args.scorer else rewards.discriminator("minilm-l6")
+    scorer = scorers.load_scorer(args.scorer) if args.scorer else scorers.new_discriminator("minilm-l6")
     scorer = scorer._replace(info={**scorer.info, "max_length": args.max_length})
     reference = pipeline("text-classification", model=scorer.model, tokenizer=scorer.tokenizer, device=-1, top_k=None)
     test = data.split(data.load_corpus("default"), "test", "product_id")
@@ -50,7 +50,7 @@ def main():
     for field in ("title", "review"):
         texts = [str(r[field]) for r in data.select(test, field)][:args.n]
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            ours = timed(lambda: rewards.probabilities(scorer, texts, bs), args.repeats)
+            ours = timed(lambda: scorers.probabilities(scorer, texts, bs), args.repeats)
             theirs = timed(lambda: reference(texts, batch_size=bs, truncation=True, max_length=args.max_length),
                            args.repeats)
             row = {"advgen_texts_per_s": len(texts) / ours, "pipeline_texts_per_s": len(texts) / theirs,
@@ -63,7 +63,7 @@ def main():
               f"({results[best]['advgen_texts_per_s']:.1f} texts/s)")
     # the check that both compute the same thing: P(class 1) of the first texts
     texts = [str(r["review"]) for r in data.select(test, "review")][:16]
-    ours = rewards.probabilities(scorer, texts)[:, 1]
+    ours = scorers.probabilities(scorer, texts)[:, 1]
     theirs = torch.tensor([next(s["score"] for s in out if s["label"] == scorer.model.config.id2label[1])
                            for out in reference(texts, truncation=True, max_length=args.max_length)])
     results["max_abs_difference"] = (ours - theirs).abs().max().item()

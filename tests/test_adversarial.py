@@ -15,10 +15,11 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from advgen import models, rewards, sampling
+from advgen import models, rewards, runs, sampling, scorers
 from advgen.adversarial import adversarial
 from advgen.cli import main
-from advgen.config import AdversarialConfig, AdvgenError
+from advgen.config import AdversarialConfig
+from advgen.errors import AdvgenError
 
 # 4 prompts x 2 samples, 8 new tokens, a 2-layer BERT discriminator.
 TINY = ["--discriminator", "scratch:bert-tiny", "--disc-max-length", "16", "--prompts-per-step", "4", "--k", "2",
@@ -77,7 +78,7 @@ def test_run_trains_both_models_and_logs_everything(init, tmp_path):
     assert before.keys() == after.keys()
     assert [name for name in before if torch.equal(before[name], after[name])] == []
     # ... and every discriminator parameter (against the same encoder freshly built from the same seed).
-    fresh = rewards.discriminator("scratch:bert-tiny", 16, seed=0).model.state_dict()
+    fresh = scorers.new_discriminator("scratch:bert-tiny", 16, seed=0).model.state_dict()
     trained = load_file(out / "discriminator" / "model.safetensors")
     assert [name for name in trained if torch.equal(trained[name], fresh[name])] == []
     assert json.loads((out / "discriminator" / "scorer.json").read_text())["labels"] == ["generated", "real"]
@@ -100,7 +101,7 @@ def test_run_trains_both_models_and_logs_everything(init, tmp_path):
     assert samples[0]["prompt"].startswith("department: ") and {"realism", "reward", "advantage"} <= set(samples[0])
 
     # Later stages read the run like a pretrain run.
-    cfg, model, _ = models.load_run(out)
+    _, cfg, _, model, _ = runs.load(out)
     assert cfg.condition == ["department"] and model.config.n_layer == 2
     stored = json.loads((out / "config.json").read_text())
     assert stored["adversarial"]["baseline"] == "loo" and stored["adversarial"]["init"] == str(init)

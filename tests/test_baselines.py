@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from advgen.baselines import KINDS, advantages
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
 
 
 def t(values):

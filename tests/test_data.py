@@ -5,7 +5,8 @@ from collections import Counter
 import pytest
 
 from advgen import data
-from advgen.config import AdvgenError, PretrainConfig
+from advgen.config import PretrainConfig
+from advgen.errors import AdvgenError
 from advgen.models import gpt2_tokenizer
 
 FIELDS = {"title", "review", "rating", "recommended", "feedback_count", "division", "department",

@@ -10,9 +10,10 @@ import torch
 from click.testing import CliRunner
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from advgen import config, data, metrics, models, rewards
+from advgen import data, metrics, models, runs, scorers
 from advgen.cli import main
-from advgen.config import AdvgenError, PretrainConfig
+from advgen.config import PretrainConfig
+from advgen.errors import AdvgenError
 from advgen.evaluate import parse_temperatures
 
 COCO_TEST = Path(__file__).resolve().parent / "data" / "coco_test_700.txt"  # head of ../shared/data/coco_test.txt
@@ -158,10 +159,10 @@ TITLES = [f"{a} {c} {g}" for a in ("lovely", "perfect", "cute", "comfy", "great"
 def tiny_run(folder: Path, corpus: Path, discriminator: bool = False, seed: int = 0) -> Path:
     model, tokenizer = models.load_generator("scratch:gpt2-tiny", seed=seed)
     models.save(model, tokenizer, folder / "generator")
-    config.save(PretrainConfig(out=str(folder), corpus=str(corpus), field="title", generator="scratch:gpt2-tiny",
-                               max_target_tokens=6), folder / "config.json")
+    runs.write_config(folder, PretrainConfig(out=str(folder), corpus=str(corpus), field="title",
+                                             generator="scratch:gpt2-tiny", max_target_tokens=6))
     if discriminator:
-        rewards.save_scorer(rewards.discriminator("scratch:bert-tiny", seed=seed), folder / "discriminator")
+        scorers.save_scorer(scorers.new_discriminator("scratch:bert-tiny", seed=seed), folder / "discriminator")
     return folder
 
 

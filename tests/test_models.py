@@ -3,7 +3,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from advgen import data, models
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
 
 
 def test_scratch_gpt2_uses_the_real_gpt2_tokenizer():

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from advgen import models, runlog
 from advgen.cli import main
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
 
 TINY = ["--generator", "scratch:gpt2-tiny", "--batch-size", "8", "--eval-batches", "2", "--num-samples", "2",
         "--max-target-tokens", "12", "--lr", "3e-3", "--warmup-steps", "2"]
@@ -37,7 +37,9 @@ def test_pretrain_writes_a_complete_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoint", "config.json", "generator", "metrics.jsonl", "samples.jsonl", "summary.json", "tb"]
-    config = json.loads((run / "config.json").read_text())
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["stage"] == "pretrain" and set(stored) == {"stage", "pretrain"}
+    config = stored["pretrain"]
     assert config["generator"] == "scratch:gpt2-tiny" and config["field"] == "title" and config["seed"] == 0
     metrics = rows(run / "metrics.jsonl")
     assert [r["step"] for r in metrics if "losses/train" in r] == [1, 2, 3, 4, 5, 6]
@@ -64,7 +66,7 @@ def test_conditioned_review_and_source_tasks(tmp_path):
     result = pretrain("--out", tmp_path / "rev", "--field", "review", "--condition", "department,rating",
                       "--max-steps", 2, "--eval-every", 2)
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "rev" / "config.json").read_text())["condition"] == ["department", "rating"]
+    assert json.loads((tmp_path / "rev" / "config.json").read_text())["pretrain"]["condition"] == ["department", "rating"]
     prompt = rows(tmp_path / "rev" / "samples.jsonl")[0]["prompt"]
     assert prompt.startswith("department: ") and "\nrating: " in prompt and prompt.endswith("\nreview:")
 

@@ -10,7 +10,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from transformers.generation.logits_process import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
                                                     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
-from advgen import models, sampling
+from advgen import kernels, models, sampling
+from advgen.errors import AdvgenError
 from advgen.cli import main
 
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [15], [16, 17, 18, 19]]  # uneven: left padding matters
@@ -51,11 +52,19 @@ def hf_logprobs(logits, input_ids=None, temperature=1.0, top_k=0, top_p=1.0, min
     return scores.log_softmax(-1)
 
 
+def filtered_weights(logits, temperature=None, top_k=0, top_p=None, min_p=None, k_per_row=None):
+    """The whole filtered sampling distribution of advgen's kernels, unnormalised: (weights with zeros where
+    filtered out, ids), as kernels.candidates describes them. The sampler never builds it (it draws by rejection)."""
+    weights, ids = kernels.candidates(logits, temperature, top_k, k_per_row)
+    floor, _ = kernels.floor_of(weights, top_p, min_p)
+    return weights if floor is None else weights * (weights >= floor), ids
+
+
 def our_logprobs(logits, temperature=1.0, top_k=0, top_p=None, min_p=None, k_per_row=None):
     """advgen's filtered distribution scattered back to the vocabulary, as log-probabilities."""
     B, V = logits.shape
-    row = lambda v: None if v is None else sampling.per_row(v, B, "cpu")
-    weights, ids = sampling.sampling_weights(logits, row(temperature), top_k, row(top_p), row(min_p), k_per_row)
+    row = lambda v: None if v is None else kernels.per_row(v, B, "cpu")
+    weights, ids = filtered_weights(logits, row(temperature), top_k, row(top_p), row(min_p), k_per_row)
     full = weights if ids is None else torch.zeros(B, V).scatter_(1, ids, weights)
     return (full / full.sum(-1, keepdim=True)).log()
 
@@ -120,13 +129,13 @@ def test_nucleus_floor_equals_sorted_nucleus(sync_free):
         asc, order = weights.double().sort(-1)  # the definition, summed in float64
         by_sort = torch.zeros_like(asc, dtype=torch.bool).scatter_(
             -1, order, asc.cumsum(-1) > (1 - top_p.double()) * asc.sum(-1, keepdim=True)) | (top_p >= 1)
-        floor, kept = sampling.nucleus(weights, top_p, sync_free)
+        floor, kept = kernels.nucleus(weights, top_p, sync_free)
         keep = weights >= floor
         assert (by_sort != keep).sum(-1).max() <= 1, scale  # rounding at the cut only
         torch.testing.assert_close(kept, (weights * keep).sum(-1, keepdim=True), rtol=2e-5, atol=0)
     ties = torch.ones(2, 5000)  # the cut falls among equal weights: all of them stay, whatever a sort's order
     ties[:, :100] = 0.5
-    floor, kept = sampling.nucleus(ties, torch.tensor([[0.9], [0.99]]), sync_free)
+    floor, kept = kernels.nucleus(ties, torch.tensor([[0.9], [0.99]]), sync_free)
     assert (ties >= floor).sum(-1).tolist() == [4900, 5000] and kept.squeeze(1).tolist() == [4900, 4950]
 
 
@@ -135,7 +144,7 @@ def test_repetition_penalty_equals_hf():
     logits = torch.randn(4, 300)
     seen_ids = torch.randint(0, 300, (4, 20))
     seen = torch.zeros(4, 300, dtype=torch.bool).scatter_(1, seen_ids, True)
-    ours = sampling.penalize_repeats(logits, seen, sampling.per_row([1.2, 1.5, 0.8, 1.0], 4, "cpu"))
+    ours = kernels.penalize_repeats(logits, seen, kernels.per_row([1.2, 1.5, 0.8, 1.0], 4, "cpu"))
     for r, pen in enumerate([1.2, 1.5, 0.8, 1.0]):
         theirs = RepetitionPenaltyLogitsProcessor(pen)(seen_ids[r:r + 1], logits[r:r + 1].clone())
         torch.testing.assert_close(ours[r:r + 1], theirs, atol=0, rtol=0)
@@ -164,11 +173,11 @@ def test_per_row_controls_equal_scalar_calls():
 def test_draws_follow_the_filtered_distribution(vocab, case, sync_free):
     torch.manual_seed(2)
     logits = torch.randn(1, vocab) * (3.0 if vocab > 100 else 1.0)
-    row = lambda v: None if v is None else sampling.per_row(v, 1, "cpu")
-    weights, ids = sampling.candidates(logits, row(case.get("temperature")), case.get("top_k", 0))
-    floor, kept = sampling.floor_of(weights, row(case.get("top_p")), row(case.get("min_p")), sync_free)
+    row = lambda v: None if v is None else kernels.per_row(v, 1, "cpu")
+    weights, ids = kernels.candidates(logits, row(case.get("temperature")), case.get("top_k", 0))
+    floor, kept = kernels.floor_of(weights, row(case.get("top_p")), row(case.get("min_p")), sync_free)
     n, g = 40_000, torch.Generator().manual_seed(0)
-    draws = [sampling.draw(weights.expand(5000, -1), torch.rand(5000, sampling.PROPOSALS + 1, generator=g),
+    draws = [kernels.draw(weights.expand(5000, -1), torch.rand(5000, kernels.PROPOSALS + 1, generator=g),
                            None if floor is None else floor.expand(5000, -1),
                            None if kept is None else kept.expand(5000, -1), sync_free) for _ in range(n // 5000)]
     index, logprobs, _ = (torch.cat(d) for d in zip(*draws))
@@ -186,9 +195,9 @@ def test_direct_draw_takes_over_when_every_proposal_is_filtered_out():
     """A floor above all but one token: the proposals almost never reach it, the direct draw does."""
     weights = torch.full((64, 5000), 0.01)
     weights[:, 1234] = 1.0
-    uniforms = torch.rand(64, sampling.PROPOSALS + 1, generator=torch.Generator().manual_seed(0))
+    uniforms = torch.rand(64, kernels.PROPOSALS + 1, generator=torch.Generator().manual_seed(0))
     for sync_free in (True, False):
-        index, logprobs, _ = sampling.draw(weights, uniforms, torch.full((64, 1), 0.5), torch.ones(64, 1), sync_free)
+        index, logprobs, _ = kernels.draw(weights, uniforms, torch.full((64, 1), 0.5), torch.ones(64, 1), sync_free)
         assert (index == 1234).all() and (logprobs == 0).all()
 
 
@@ -198,7 +207,7 @@ def test_logprobs_equal_teacher_forced_forward(kind):
     s = sampling.generate(model, PROMPTS * 4, 20, temperature=0.9, top_k=30, top_p=0.9, eos_id=EOS, pad_id=PAD, seed=1)
     assert not s.mask.all(), "some rows should stop at EOS"
     with torch.no_grad():
-        forced = sampling.teacher_forced_logprobs(model, PROMPTS * 4, s, pad_id=PAD)
+        forced = models.teacher_forced_logprobs(model, PROMPTS * 4, s, pad_id=PAD)
     assert (forced - s.model_logprobs).abs().max() <= 1e-4
     # under the sampling distribution: the filtered teacher-forced logits give the same numbers
     ids, valid = sampling.left_pad(PROMPTS * 4, PAD, "cpu")
@@ -297,9 +306,9 @@ def test_sampler_refuses_unsupported_models_and_settings():
 
     bert = BertLMHeadModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
                                       intermediate_size=32, is_decoder=True))
-    with pytest.raises(sampling.AdvgenError, match="supports gpt2"):
+    with pytest.raises(AdvgenError, match="supports gpt2"):
         sampling.generate(bert, PROMPTS, 2)
-    with pytest.raises(sampling.AdvgenError, match="top-p"):
+    with pytest.raises(AdvgenError, match="top-p"):
         sampling.generate(tiny("gpt2"), PROMPTS, 2, top_p=[0.9, 0.0, 1.0, 1.0])
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from advgen import data, rewards, scorers
+from advgen import data, rewards, scorers, train_scorer
 from advgen.cli import main
-from advgen.config import AdvgenError
+from advgen.errors import AdvgenError
 from advgen.rewards import RewardMixer
 
 TINY = ["--model", "scratch:bert-tiny", "--batch-size", "16", "--max-length", "24", "--eval-every", "4",
@@ -62,7 +62,7 @@ def test_mixer_needs_every_weighted_component():
 
 @pytest.fixture(scope="module")
 def tiny():
-    return rewards.discriminator("scratch:bert-tiny", max_length=16, seed=0)
+    return scorers.new_discriminator("scratch:bert-tiny", max_length=16, seed=0)
 
 
 def test_scorers_return_one_probability_per_text_for_empty_and_long_texts(tiny):
@@ -77,10 +77,10 @@ def test_scorers_return_one_probability_per_text_for_empty_and_long_texts(tiny):
 
 def test_scores_do_not_depend_on_batching_or_order(tiny):
     texts = [" ".join(["fits"] * n) for n in (1, 7, 3, 12, 5, 2)]
-    whole = rewards.probabilities(tiny, texts, batch_size=64)
+    whole = scorers.probabilities(tiny, texts, batch_size=64)
     assert torch.allclose(whole.sum(1), torch.ones(6), atol=1e-6)
-    assert torch.allclose(rewards.probabilities(tiny, texts, batch_size=1), whole, atol=1e-5)
-    assert torch.allclose(rewards.probabilities(tiny, texts[::-1], batch_size=4), whole.flip(0), atol=1e-5)
+    assert torch.allclose(scorers.probabilities(tiny, texts, batch_size=1), whole, atol=1e-5)
+    assert torch.allclose(scorers.probabilities(tiny, texts[::-1], batch_size=4), whole.flip(0), atol=1e-5)
     for training in (True, False):  # scoring runs without dropout and gives the model back in its mode
         tiny.model.train(training)
         assert torch.allclose(rewards.realism(tiny, texts), whole[:, 1], atol=1e-6)
@@ -88,10 +88,10 @@ def test_scores_do_not_depend_on_batching_or_order(tiny):
 
 
 def test_style_scores_each_text_against_its_own_target():
-    model, tokenizer, _ = rewards.discriminator("scratch:bert-tiny", max_length=16, seed=1)
-    scorer = rewards.Scorer(model.eval(), tokenizer, {"kind": "style", "labels": ["Bottoms", "Dresses"], "max_length": 16})
+    model, tokenizer, _ = scorers.new_discriminator("scratch:bert-tiny", max_length=16, seed=1)
+    scorer = scorers.Scorer(model.eval(), tokenizer, {"kind": "style", "labels": ["Bottoms", "Dresses"], "max_length": 16})
     texts = ["wide leg pants", "maxi dress", "jeans"]
-    probs = rewards.probabilities(scorer, texts)
+    probs = scorers.probabilities(scorer, texts)
     own = rewards.style(scorer, texts, ["Bottoms", "Dresses", "Dresses"])
     assert torch.allclose(own, torch.stack([probs[0, 0], probs[1, 1], probs[2, 1]]))
     assert torch.allclose(rewards.style(scorer, texts, "Dresses"), probs[:, 1])
@@ -111,7 +111,7 @@ def test_discriminator_learns_real_from_shuffled_words():
         rng.shuffle(words)
         return " ".join(words)
 
-    disc = rewards.discriminator("minilm-l6", max_length=32, seed=0)
+    disc = scorers.new_discriminator("minilm-l6", max_length=32, seed=0)
     optimizer = torch.optim.AdamW(disc.model.parameters(), lr=5e-5)
     torch.manual_seed(0)
     for step in range(30):
@@ -125,13 +125,13 @@ def test_discriminator_learns_real_from_shuffled_words():
 
 
 def test_a_saved_discriminator_loads_back_as_a_scorer(tmp_path, tiny):
-    rewards.save_scorer(tiny, tmp_path / "discriminator")
-    loaded = rewards.load_scorer(tmp_path / "discriminator")
+    scorers.save_scorer(tiny, tmp_path / "discriminator")
+    loaded = scorers.load_scorer(tmp_path / "discriminator")
     assert loaded.info == tiny.info
     texts = ["soft sweater", ""]
     assert torch.allclose(rewards.realism(loaded, texts), rewards.realism(tiny, texts), atol=1e-6)
     with pytest.raises(AdvgenError, match="not a scorer folder"):
-        rewards.load_scorer(tmp_path / "nothing")
+        scorers.load_scorer(tmp_path / "nothing")
 
 
 # --- labels and `advgen train-scorer` ----------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_labels():
     assert [scorers.label_of({"feedback_count": c}, "click", "feedback_count", 3) for c in (0, 2, 3, 40)] == \
         ["not engaged", "not engaged", "engaged", "engaged"]
     assert scorers.label_of({"department": None}, "style", "department") is None
-    assert sorted(["10", "2", "1"], key=scorers._natural) == ["1", "2", "10"]
+    assert sorted(["10", "2", "1"], key=train_scorer._natural) == ["1", "2", "10"]
     with pytest.raises(AdvgenError, match="must be a number"):
         scorers.label_of({"feedback_count": "many"}, "click", "feedback_count")
 
@@ -178,7 +178,7 @@ def test_train_scorer_writes_a_scorer_with_its_held_out_quality(tmp_path, kind, 
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "val/loss" in m] == [4, 8]
 
-    scorer = rewards.load_scorer(out)
+    scorer = scorers.load_scorer(out)
     texts = ["great jeans", "", "too small " * 100]
     scores = rewards.style(scorer, texts, "5") if kind == "style" else rewards.click(scorer, texts)
     assert scores.shape == (3,) and torch.isfinite(scores).all()

@@ -8,7 +8,7 @@ plain-text lines, one per condition and one for the source, then the target fiel
     review:
 
 and the target is " <text>" followed by the end-of-sequence token. The loss counts only target
-tokens. The same `prompt_ids` builds the prompts that later stages sample from.
+tokens. The same `prompt_ids` builds the prompts that later stages sample from (advgen.runs.prompt).
 """
 import csv
 import gzip
@@ -20,16 +20,29 @@ from typing import Optional
 
 import torch
 
-from advgen.config import AdvgenError
+from advgen import seeds
+from advgen.errors import AdvgenError
 
-DEFAULT_CORPUS = Path(__file__).parent / "data" / "womens_clothing_reviews.jsonl.gz"
+DEFAULT_CORPUS = Path(__file__).with_name("womens_clothing_reviews.jsonl.gz")
 SPLITS = {"train": (0, 80), "valid": (80, 90), "test": (90, 100)}  # buckets of 100, by group hash
 IGNORE = -100  # label of tokens the loss skips
 
 
+def corpus_path(path) -> Path:
+    return DEFAULT_CORPUS if path in (None, "", "default") else Path(path)
+
+
+def is_plain_text(path) -> bool:
+    """A .txt corpus (optionally .gz): one text per line, read into the single field 'text'."""
+    suffixes = [s.lower() for s in corpus_path(path).suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes = suffixes[:-1]
+    return suffixes[-1:] == [".txt"]
+
+
 def load_corpus(path) -> list:
     """Read a corpus into a list of dicts: .txt (one text per line, field 'text'), .jsonl or .csv (optionally .gz)."""
-    path = DEFAULT_CORPUS if path in (None, "", "default") else Path(path)
+    path = corpus_path(path)
     if not path.is_file():
         raise AdvgenError(f"corpus not found: {path}")
     raw = path.read_bytes()
@@ -70,10 +83,11 @@ def load_corpus(path) -> list:
     raise AdvgenError(f"corpus {path}: unsupported format '{kind or path.name}' (use .txt, .jsonl, .csv, optionally .gz)")
 
 
-def select(records: list, field: str, condition=(), source: Optional[str] = None) -> list:
-    """Check that the named fields exist and keep the rows whose target (and source) is non-empty."""
-    if len(records) and set(records[0]) == {"text"} and field != "text" and not condition and not source:
-        records = [{field: r["text"]} for r in records]  # a .txt corpus: its one column is the target
+def select(records: list, field: str, condition=(), source: Optional[str] = None, plain_text: bool = False) -> list:
+    """Check that the named fields exist and keep the rows whose target (and source) is non-empty.
+    plain_text: the records come from a .txt corpus, whose one column 'text' is the target whatever its name."""
+    if plain_text and field != "text" and not condition and not source:
+        records = [{field: r["text"]} for r in records]
     present = set().union(*(r.keys() for r in records))
     for name, role in [(field, "field")] + [(c, "condition") for c in condition] + ([(source, "source")] if source else []):
         if name not in present:
@@ -143,18 +157,21 @@ def collate(examples: list, pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def batch_at(examples: list, batch_size: int, seed: int, index: int) -> list:
-    """The `index`-th training micro-batch: epochs are seeded permutations, so a batch depends only on
-    (seed, index) and a resumed run sees the same data as an uninterrupted one."""
+def batch_at(examples: list, batch_size: int, seed: int, index: int, stream: str = "train") -> list:
+    """The `index`-th batch of a stream of batches: epochs are seeded permutations, so a batch depends only on
+    (seed, stream, index) and a resumed run sees the same data as an uninterrupted one. Each stream (a name,
+    see advgen.seeds) has its own permutations. The "train" stream of `advgen pretrain` and `train-scorer`
+    keeps the permutation seeds it has always had (seed * 100_003 + epoch), so that runs resume identically."""
     per_epoch = max(len(examples) // batch_size, 1)
     epoch, i = divmod(index, per_epoch)
-    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    order_seed = seed * 100_003 + epoch if stream == "train" else seeds.derive(seed, stream, epoch)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(order_seed))
     return [examples[j] for j in order[i * batch_size:(i + 1) * batch_size].tolist()]
 
 
 def load_splits(cfg) -> dict:
     """Corpus -> {'train', 'valid', 'test'} record lists, split by group so no product spans two splits."""
-    records = select(load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source)
+    records = select(load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source, is_plain_text(cfg.corpus))
     group = cfg.split_by or default_group(records, cfg.field)
     if group not in records[0]:
         raise AdvgenError(f"--split-by: corpus has no column '{group}'")
