@@ -129,7 +129,7 @@ def prompt(tokenizer, cfg: PretrainConfig, record: dict) -> list:
     return data.prompt_ids(tokenizer, record, cfg.field, cfg.condition, cfg.source, cfg.max_source_tokens)
 
 
-def draw(model, tokenizer, cfg: PretrainConfig, records: list, n: int, max_new_tokens: Optional[int] = None,
+def sample_rows(model, tokenizer, cfg: PretrainConfig, records: list, n: int, max_new_tokens: Optional[int] = None,
          batch_size: int = 64, seed: int = 0, **controls):
     """Yield (start, Samples) for n samples prompted by `records` (cycled), in batches (sampling.sample_batches)."""
     prompts = [prompt(tokenizer, cfg, records[i % len(records)]) for i in range(n)]
@@ -138,6 +138,6 @@ def draw(model, tokenizer, cfg: PretrainConfig, records: list, n: int, max_new_t
 
 
 def sample_texts(model, tokenizer, cfg: PretrainConfig, records: list, n: int, **kwargs) -> list:
-    """n decoded samples prompted by `records` (cycled); kwargs as `draw`."""
-    return [text for _, s in draw(model, tokenizer, cfg, records, n, **kwargs)
+    """n decoded samples prompted by `records` (cycled); kwargs as `sample_rows`."""
+    return [text for _, s in sample_rows(model, tokenizer, cfg, records, n, **kwargs)
             for text in sampling.decode(tokenizer, s)]

@@ -46,8 +46,23 @@ def test_user_corpus_formats(tmp_path, kind):
     else:
         text = "".join(json.dumps(r) + "\n" for r in rows)
         path.write_bytes(gzip.compress(text.encode()) if kind.endswith("gz") else text.encode())
-    records = data.select(data.load_corpus(path), "title")
+    records = data.select(data.load_corpus(path), "title", plain_text=data.is_plain_text(path))
     assert [r["title"] for r in records] == [r["title"] for r in rows]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "jsonl.gz"])
+def test_a_table_with_only_a_text_column_is_not_trained_on_it_under_another_name(tmp_path, kind):
+    """Only a .txt corpus has one nameless text per line; a table's `text` column is not its `title`."""
+    path = tmp_path / f"c.{kind}"
+    texts = [f"red dress {i}" for i in range(60)]  # enough rows for every split: only the column is wrong
+    if kind == "csv":
+        path.write_text("text\n" + "".join(t + "\n" for t in texts))
+    else:
+        text = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+        path.write_bytes(gzip.compress(text.encode()) if kind.endswith("gz") else text.encode())
+    assert not data.is_plain_text(path) and data.is_plain_text(tmp_path / "c.txt.gz")
+    with pytest.raises(AdvgenError, match="no field column 'title'"):
+        data.load_splits(PretrainConfig(corpus=str(path), field="title"))
 
 
 @pytest.mark.parametrize("content, message", [

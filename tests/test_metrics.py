@@ -203,7 +203,7 @@ def test_evaluate_a_run_draws_samples_and_scores_every_metric(tmp_path, corpus):
     result = cli("evaluate", run, "--references", "train", "--n", 24, "--out", out)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    train = data.split(data.select(data.load_corpus(corpus), "title"), "train", "title")
+    train = data.split(data.select(data.load_corpus(corpus), "title", plain_text=True), "train", "title")
     assert report["n_samples"] == 24 and report["n_references"] == len(train)
     assert set(report["metrics"]) >= {"bleu-4", "self-bleu-4", "distinct-4", "entropy-1", "unique", "ms-jaccard-4",
                                       "fed", "mauve", "nll", "ppl"}

@@ -6,7 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from advgen import data, rewards, scorers, train_scorer
+from advgen import data, rewards, scorers
+from advgen.train_scorer import _natural
 from advgen.cli import main
 from advgen.errors import AdvgenError
 from advgen.rewards import RewardMixer
@@ -143,7 +144,7 @@ def test_labels():
     assert [scorers.label_of({"feedback_count": c}, "click", "feedback_count", 3) for c in (0, 2, 3, 40)] == \
         ["not engaged", "not engaged", "engaged", "engaged"]
     assert scorers.label_of({"department": None}, "style", "department") is None
-    assert sorted(["10", "2", "1"], key=train_scorer._natural) == ["1", "2", "10"]
+    assert sorted(["10", "2", "1"], key=_natural) == ["1", "2", "10"]
     with pytest.raises(AdvgenError, match="must be a number"):
         scorers.label_of({"feedback_count": "many"}, "click", "feedback_count")
 

@@ -1,0 +1,87 @@
+"""Every command in the README's ```bash blocks runs as written, in the README's order, from a copy of the
+repository root, at tiny size: the same command line with flags appended that shrink the models, the
+corpus and the step counts (for `make demo`, the Makefile's own demo recipe). Installing (make install,
+pip) is what CI itself does before this suite, and `make test` is this suite."""
+import gzip
+import itertools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from advgen import data
+from advgen.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALLING = {"make install", "make test", "pip install"}  # run by CI (.ci/run) before the suite, not here
+
+TINY = {  # appended to each command: click keeps the last value of an option given twice
+    "pretrain": ["--generator", "scratch:gpt2-tiny", "--discriminator", "scratch:bert-tiny", "--corpus", "tiny.jsonl",
+                 "--max-steps", "2", "--eval-every", "2", "--eval-batches", "1", "--test-batches", "1",
+                 "--num-samples", "2", "--batch-size", "4", "--max-target-tokens", "8", "--device", "cpu"],
+    "adversarial": ["--discriminator", "scratch:bert-tiny", "--max-steps", "2", "--disc-warmup", "1",
+                    "--prompts-per-step", "2", "--k", "2", "--eval-samples", "4", "--checkpoint-every", "1",
+                    "--device", "cpu"],
+    "train-scorer": ["--model", "scratch:bert-tiny", "--corpus", "tiny.jsonl", "--max-steps", "2", "--eval-every", "2",
+                     "--max-length", "16", "--batch-size", "4", "--device", "cpu"],
+    "sample": ["--n", "4", "--device", "cpu"],
+    "evaluate": ["--n", "16"],
+    "sweep": ["--n", "4", "--temperatures", "0.8,1.2"],
+}
+
+
+def readme_commands() -> list:
+    """The lines of the README's ```bash blocks, without comments."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    lines = [line.split("  #")[0].split(" # ")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def demo_recipe() -> list:
+    """The advgen commands of the Makefile's demo target."""
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), flags=re.M).group(1)
+    return [line.strip().replace("$(BIN)/", "") for line in recipe.splitlines() if "$(BIN)/advgen" in line]
+
+
+def tiny_corpus(path: Path) -> None:
+    """300 rows of the embedded corpus, every column kept, so every task of the README has its fields."""
+    with gzip.open(data.DEFAULT_CORPUS, "rt") as f:
+        rows = [json.loads(line) for line in itertools.islice(f, 300)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def run(command: str) -> None:
+    argv = shlex.split(command)
+    if argv[0] == "torchrun":  # a real launcher: two gloo processes on the CPU
+        assert argv[argv.index("-m") + 1] == "advgen", command
+        at = argv.index("-m")
+        launcher = [sys.executable, "-m", "torch.distributed.run", *argv[1:at]]
+        args = argv[at + 2:]
+        result = subprocess.run([*launcher, "-m", "advgen", *args, *TINY[args[0]]], capture_output=True, text=True,
+                                timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+        return
+    assert argv[0] == "advgen", f"the README shows a command this test does not know how to run: {command}"
+    result = CliRunner().invoke(main, argv[1:] + TINY[argv[1]])
+    assert result.exit_code == 0, f"{command}\n{result.output[-3000:]}"
+
+
+def test_every_readme_command_runs_as_written(tmp_path, monkeypatch):
+    commands = readme_commands()
+    assert "make demo" in commands and any(c.startswith("advgen adversarial") for c in commands)
+    monkeypatch.chdir(tmp_path)  # the repository root, as far as the commands can tell: they write runs/ only
+    tiny_corpus(tmp_path / "tiny.jsonl")
+    for command in commands:
+        if any(command.startswith(prefix) for prefix in INSTALLING):
+            continue
+        for line in demo_recipe() if command == "make demo" else [command]:
+            run(line)
+        for path in re.findall(r"(?:^|\s)(\.\./\S+|/\S+)", command):
+            raise AssertionError(f"{command} names a path outside the repository: {path}")
+    assert (tmp_path / "runs" / "quick-adversarial" / "summary.json").is_file()
+    assert (tmp_path / "runs" / "sweep" / "sweep.csv").is_file()
