@@ -79,8 +79,8 @@ def sample_run(run, out, n: int, condition=None, temperature=1.0, top_k=0, top_p
     order = random.Random(seeds.derive(seed, "test-order")).sample(range(len(records)), len(records))
     rows = [{**records[order[i % len(records)]], **fixed} for i in range(n)]
     batches = runs.sample_rows(model.to(dev), tokenizer, cfg, rows, n, max_new_tokens, batch_size, seed,
-                        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                        repetition_penalty=repetition_penalty, compile=compile)
+                               temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                               repetition_penalty=repetition_penalty, compile=compile)
     with atomic(out) as tmp, open(tmp, "w") as f, progress(n, "sample", unit="text") as bar:
         for start, s in batches:
             for i, text in enumerate(sampling.decode(tokenizer, s)):
