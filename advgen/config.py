@@ -28,6 +28,8 @@ class PretrainConfig:
     source: Optional[str] = _opt(None, "field given in the prompt as the source text (loss skips it)")
     split_by: Optional[str] = _opt(None, "field that groups rows into splits (default: product_id if present, else the text)")
     generator: str = _opt("gpt2", "hub id, local HF folder, 'smollm2-135m', or 'scratch:gpt2-{tiny,mini,small,medium}'")
+    tokenizer: str = _opt("gpt2", "scratch generators: 'gpt2' (the GPT-2 BPE, 50,257 tokens) or 'corpus:N' (a byte-level "
+                                  "BPE of at most N tokens learned from the train split); others keep their own")
     discriminator: str = _opt("bert-base-uncased", "hub id, local folder, 'minilm-l6', or 'scratch:bert-{tiny,mini}' (used by later stages)")
     max_source_tokens: int = _opt(96, "source text is cut to this many tokens")
     max_target_tokens: int = _opt(48, "target text is cut to this many tokens")
@@ -141,6 +143,14 @@ def validate(cfg: PretrainConfig) -> None:
         raise AdvgenError(f"--dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.lora_r and cfg.freeze_layers:
         raise AdvgenError("--lora-r and --freeze-layers exclude each other (LoRA already freezes the base model)")
+    if cfg.tokenizer != "gpt2":
+        size = cfg.tokenizer[len("corpus:"):] if cfg.tokenizer.startswith("corpus:") else ""
+        if not (size.isdigit() and int(size) > 256):
+            raise AdvgenError(f"--tokenizer must be 'gpt2' or 'corpus:N' with N > 256 (the byte alphabet), got "
+                              f"'{cfg.tokenizer}'")
+        if not cfg.generator.startswith("scratch:"):
+            raise AdvgenError(f"--tokenizer {cfg.tokenizer} needs a from-scratch generator: '{cfg.generator}' keeps "
+                              "its own tokenizer")
     if cfg.field in cfg.condition or cfg.field == cfg.source:
         raise AdvgenError(f"the generated field '{cfg.field}' cannot also be a condition or the source")
 

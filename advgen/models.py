@@ -134,11 +134,32 @@ def _scratch_size(spec: str, family: str, sizes: dict, kind: str):
     return sizes[size]
 
 
-def load_generator(spec: str, dropout=None, seed: int = 0):
-    """-> (causal LM, tokenizer with a pad token). Scratch weights are initialised from `seed`."""
+END_OF_TEXT = "<|endoftext|>"  # GPT-2's start, end and padding token, also the corpus tokenizer's
+
+
+def corpus_tokenizer(texts, vocab_size: int):
+    """A byte-level BPE of at most `vocab_size` tokens (the 256 bytes, END_OF_TEXT, learned merges) trained on
+    `texts` with the `tokenizers` library, as a transformers fast tokenizer. The same texts give the same one."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(list(texts), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=END_OF_TEXT, eos_token=END_OF_TEXT,
+                                   pad_token=END_OF_TEXT)
+
+
+def load_generator(spec: str, dropout=None, seed: int = 0, tokenizer=None):
+    """-> (causal LM, tokenizer with a pad token). Scratch weights are initialised from `seed`, with `tokenizer`'s
+    vocabulary (default: the GPT-2 BPE)."""
     if spec.startswith("scratch:"):
         layers, heads, width = _scratch_size(spec, "gpt2", GPT2_SIZES, "generator")
-        tokenizer = gpt2_tokenizer()
+        tokenizer = tokenizer or gpt2_tokenizer()
         config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024 if width >= 768 else 512,
                             n_layer=layers, n_head=heads, n_embd=width,
                             bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)

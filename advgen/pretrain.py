@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from advgen import config, data, distributed, metrics, models, runs, sampling, seeds
 from advgen.config import PretrainConfig
@@ -44,6 +44,16 @@ def make_trainable(model, cfg: PretrainConfig):
     return model
 
 
+def corpus_tokenizer(cfg: PretrainConfig, splits: dict, run: Path, resumed: bool):
+    """--tokenizer corpus:N: learned from the train split for a new run, read back from run/tokenizer/ for a
+    resumed one. None for the GPT-2 tokenizer (or a pretrained generator's own)."""
+    if cfg.tokenizer == "gpt2":
+        return None
+    if resumed:
+        return AutoTokenizer.from_pretrained(str(run / "tokenizer"))
+    return models.corpus_tokenizer(data.tokenizer_texts(splits["train"], cfg), int(cfg.tokenizer.split(":")[1]))
+
+
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
     save_state(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), **state})
@@ -68,8 +78,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     main = distributed.is_main()
 
     # Everything that can fail on bad input happens before the run folder is created.
+    resumed = resume and ckpt_path.exists()
     splits = data.load_splits(cfg)
-    model, tokenizer = models.load_generator(cfg.generator, cfg.dropout, cfg.seed)
+    model, tokenizer = models.load_generator(cfg.generator, cfg.dropout, cfg.seed,
+                                             corpus_tokenizer(cfg, splits, run, resumed))
     train, valid, test = (data.encode(tokenizer, splits[name], cfg) for name in ("train", "valid", "test"))
     pad = tokenizer.pad_token_id
     model = make_trainable(model, cfg).to(device)
@@ -80,7 +92,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     world = distributed.world_size()
     state = {"step": 0, "best_loss": math.inf, "best_step": 0, "bad_evals": 0, "tokens_seen": 0, "done": False,
              "world_size": world}
-    resumed = resume and ckpt_path.exists()
     if resumed:
         state = load_checkpoint(ckpt_path, model, optimizer, scheduler)
         distributed.check_resumable(state, run)
@@ -91,6 +102,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     distributed.barrier()  # every rank has checked the run folder before rank 0 writes into it
     if main:
         runs.open_folder(run, state["step"] if resumed else None, cfg)
+        if cfg.tokenizer != "gpt2" and not resumed:
+            tokenizer.save_pretrained(str(run / "tokenizer"))  # a resumed run reads it back, never relearns it
 
     train_tokens = sum(len(t) for _, t in train)
     log = RunLog(run, cfg.max_steps, state["step"], desc=f"pretrain {run.name}", enabled=main)

@@ -84,3 +84,14 @@ def test_bad_generator_specs_name_the_offline_choices(spec, message):
 def test_folder_without_config(tmp_path):
     with pytest.raises(AdvgenError, match="no config.json"):
         models.load_generator(str(tmp_path))
+
+
+def test_corpus_tokenizer_is_deterministic_and_byte_level():
+    texts = [f"{colour} {item} number {i}" for i, (colour, item) in
+             enumerate([("red", "dress"), ("blue", "top"), ("green", "skirt")] * 40)]
+    a, b = models.corpus_tokenizer(texts, 300), models.corpus_tokenizer(texts, 300)
+    assert a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+    assert len(a) <= 300 and a.eos_token == a.pad_token == a.bos_token == models.END_OF_TEXT
+    unseen = " Ünïcode 😀 never seen"
+    assert a.decode(a(unseen, add_special_tokens=False)["input_ids"]) == unseen
+    assert len(a(" red dress", add_special_tokens=False)["input_ids"]) < len(" red dress".encode())  # merges learned

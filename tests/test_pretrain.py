@@ -112,14 +112,16 @@ def _cli(out, *extra):
             "--eval-every", "2", *extra]
 
 
-def test_resume_after_kill_reaches_the_same_weights(tmp_path):
-    """Kill a run with SIGKILL after a checkpoint, resume it, and compare with an uninterrupted run."""
+@pytest.mark.parametrize("tokenizer", ["gpt2", "corpus:400"])
+def test_resume_after_kill_reaches_the_same_weights(tmp_path, tokenizer):
+    """Kill a run with SIGKILL after a checkpoint, resume it, and compare with an uninterrupted run. A corpus
+    tokenizer is learned once and read back on resume."""
     # One thread per process: the runs' float sums then never depend on how many threads a busy
     # machine hands out, only on the seed and the checkpoint.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run(_cli(tmp_path / "full"), check=True, capture_output=True, env=env)
+    subprocess.run(_cli(tmp_path / "full", "--tokenizer", tokenizer), check=True, capture_output=True, env=env)
 
-    proc = subprocess.Popen(_cli(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(_cli(tmp_path / "killed", "--tokenizer", tokenizer), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     metrics = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -148,6 +150,9 @@ def test_resume_after_kill_reaches_the_same_weights(tmp_path):
     (None, ["--field", "review", "--condition", "colour"], "no condition column 'colour'"),
     (None, ["--generator", "scratch:gpt9"], "unknown generator spec"),
     (None, ["--generator", "gpt2"], "hub is offline"),
+    (None, ["--tokenizer", "corpus:lots"], "--tokenizer must be 'gpt2' or 'corpus:N'"),
+    (None, ["--tokenizer", "corpus:100"], "N > 256"),
+    (None, ["--tokenizer", "corpus:500", "--generator", "smollm2-135m"], "needs a from-scratch generator"),
     (None, ["--batch-size", "0"], "--batch-size must be positive"),
     (None, ["--batch-size", "-4"], "--batch-size must be positive"),
     (None, ["--lr", "0"], "--lr must be positive"),
@@ -212,3 +217,20 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path):
     assert summary["best_step"] == best_step
     assert summary["valid_ppl"] == pytest.approx(math.exp(best_loss))
     assert [s for s, _ in val][-1] - best_step == 2 * 2  # stopped after `patience` worse evaluations
+
+
+def test_corpus_tokenizer_run_is_an_hf_folder_that_loads_and_generates(tmp_path):
+    run = tmp_path / "run"
+    result = pretrain("--out", run, "--max-steps", 2, "--eval-every", 2, "--tokenizer", "corpus:400")
+    assert result.exit_code == 0, result.output
+    tokenizer = AutoTokenizer.from_pretrained(str(run / "generator"))
+    model = AutoModelForCausalLM.from_pretrained(str(run / "generator"))
+    assert 256 < len(tokenizer) <= 400 and model.config.vocab_size == len(tokenizer)
+    assert AutoTokenizer.from_pretrained(str(run / "tokenizer")).get_vocab() == tokenizer.get_vocab()
+    text = " Love this dress!"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text  # byte-level: every text round-trips
+    prompt = tokenizer("title:", return_tensors="pt")
+    out = model.generate(**prompt, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
+    summary = json.loads((run / "summary.json").read_text())
+    assert math.isfinite(summary["test_ppl"]) and summary["test_unigram_ppl"] < 400

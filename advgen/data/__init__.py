@@ -130,6 +130,16 @@ def prompt_ids(tokenizer, record: dict, field: str, condition=(), source=None, m
     return ids + _ids(tokenizer, f"{field}:")
 
 
+def tokenizer_texts(records: list, cfg):
+    """The strings a generator of this config reads, for learning a corpus tokenizer: each row's prompt lines
+    (conditions, source, the field's name) and its target, as prompt_ids and target_ids split them."""
+    for r in records:
+        yield from (f"{c}: {str(r[c]).strip()}\n" for c in cfg.condition)
+        if cfg.source:
+            yield from (f"{cfg.source}:", " " + str(r[cfg.source]).strip(), "\n")
+        yield from (f"{cfg.field}:", " " + str(r[cfg.field]).strip())
+
+
 def target_ids(tokenizer, text: str, max_target_tokens: int) -> list:
     ids = _ids(tokenizer, " " + str(text).strip())
     if len(ids) > max_target_tokens:
