@@ -132,8 +132,8 @@ def sample(run, compile_, **kwargs):
 @click.option("--references", default="test", show_default=True,
               help="a split of the corpus (train, valid, test) or a .txt/.jsonl/.csv file")
 @click.option("--metrics", "metric_names", callback=_comma_list, default=None,
-              help="comma-separated from bleu, self-bleu, distinct, entropy, unique, ms-jaccard, fed, mauve, nll "
-                   "[default: all; nll only for a run]")
+              help="comma-separated from bleu, self-bleu, distinct, entropy, unique, ms-jaccard, fed, mauve, "
+                   "validity, nll [default: all; nll only for a run, validity only against a split]")
 @click.option("--out", required=True, help="JSON report to write")
 @click.option("--n", type=int, default=0, help="samples to draw from a run [default: one per reference]")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="sampling temperature for a run")

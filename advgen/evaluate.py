@@ -23,7 +23,7 @@ from advgen.config import PretrainConfig
 from advgen.errors import AdvgenError
 from advgen.runlog import atomic, progress, write_json
 
-METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "nll"]
+METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "validity", "nll"]
 
 
 def texts_of(records: list, field: str, what: str) -> list:
@@ -127,12 +127,15 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     if not Path(samples_or_run).exists():
         raise AdvgenError(f"no samples file or run folder at {samples_or_run}")
     run = Path(samples_or_run).is_dir()
-    names = metric_names or [m for m in METRICS if run or m != "nll"]
+    has_split = run or references in data.SPLITS  # a corpus whose train split gives word validity
+    names = metric_names or [m for m in METRICS if (run or m != "nll") and (has_split or m != "validity")]
     unknown = [m for m in names if m not in METRICS]
     if unknown:
         raise AdvgenError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     if "nll" in names and not run:
         raise AdvgenError("the nll metric needs a run folder (a generator), not a samples file")
+    if "validity" in names and not has_split:
+        raise AdvgenError("the validity metric needs a corpus split as --references (its train split's words)")
     if max_n < 1 or n < 0 or batch_size < 1:
         raise AdvgenError(f"--max-n and --batch-size must be positive and --n not negative, got {max_n}, {batch_size}, {n}")
     if not isinstance(tokenize, str) or tokenize not in metrics.TOKENIZERS:
@@ -183,11 +186,15 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
                 seconds["embeddings"] = time.time() - clock
                 clock = time.time()
             values[name] = metrics.fed(sample_emb, ref_emb) if name == "fed" else metrics.mauve(sample_emb, ref_emb, seed)
+        elif name == "validity":
+            values["word_validity"] = metrics.word_validity(samples, data.vocabulary(data.load_splits(cfg)["train"],
+                                                                                       cfg.field))
         elif name == "nll":
             examples = data.encode(tokenizer, records, cfg)
-            values["nll"] = metrics.mean_nll(model, examples, batch_size, tokenizer.pad_token_id,
+            total, count = metrics.total_nll(model, examples, batch_size, tokenizer.pad_token_id,
                                              next(model.parameters()).device, temperature=temperature)
-            values["ppl"] = metrics.perplexity(values["nll"])
+            values.update(nll=total / count, ppl=metrics.perplexity(total / count),
+                          nll_per_word=total / metrics.target_words(tokenizer, [t for _, t in examples]))
         seconds[name] = time.time() - clock
     seconds["total"] = time.time() - started
     report = {"samples": str(samples_or_run), "n_samples": len(samples), "references": ref_label,
@@ -246,6 +253,8 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
         model.to(device)
         refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
         examples = data.encode(tokenizer, ref_records, cfg)
+        words = metrics.target_words(tokenizer, [t for _, t in examples])
+        vocabulary = data.vocabulary(data.load_splits(cfg)["train"], cfg.field)
         has_discriminator = (Path(run) / "discriminator").is_dir()
         discriminator = scorers.load_scorer(Path(run) / "discriminator", device) if has_discriminator else None
         for t in temperatures:
@@ -258,10 +267,12 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
                    "bleu-4": metrics.bleu(toks, refs, 4), "self-bleu-4": metrics.self_bleu(toks, 4),
                    "distinct-1": d[0], "distinct-2": d[1], "distinct-4": d[3],
                    "unique": metrics.unique_ratio(toks),
-                   "nll": metrics.mean_nll(model, examples, batch_size, tokenizer.pad_token_id,
-                                           next(model.parameters()).device, temperature=t),
-                   "realism": rewards.realism(discriminator, texts).mean().item() if discriminator else None,
-                   "seconds": round(time.time() - clock, 2)}
+                   "word_validity": metrics.word_validity(texts, vocabulary)}
+            total, count = metrics.total_nll(model, examples, batch_size, tokenizer.pad_token_id,
+                                             next(model.parameters()).device, temperature=t)
+            row.update({"nll": total / count, "nll_per_word": total / words,
+                        "realism": rewards.realism(discriminator, texts).mean().item() if discriminator else None,
+                        "seconds": round(time.time() - clock, 2)})
             rows.append(row)
             progress(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     out = Path(out)

@@ -319,11 +319,32 @@ def mauve(sample_embeddings: np.ndarray, reference_embeddings: np.ndarray, seed:
 # ---------------------------------------------------------------------------------------------
 # likelihood
 
-@torch.no_grad()
 def mean_nll(model, examples: list, batch_size: int, pad_id: int, device, max_batches: int = 0,
              temperature: float = 1.0) -> float:
     """Mean negative log-likelihood per target token (EOS included), in nats, of (prompt ids, target
     ids) examples under `model` with its logits divided by `temperature`."""
+    total, count = total_nll(model, examples, batch_size, pad_id, device, max_batches, temperature)
+    return total / count
+
+
+def target_words(tokenizer, targets: list) -> int:
+    """Whitespace words of target id lists as the model scores them (cut targets count their kept words), each
+    EOS counted as one more word: the denominator of a tokenizer-independent NLL per word."""
+    eos = tokenizer.eos_token_id
+    return sum(len(tokenizer.decode([i for i in t if i != eos]).split()) + (bool(t) and t[-1] == eos) for t in targets)
+
+
+def word_validity(samples: list, vocabulary: set) -> float:
+    """The share of the samples' whitespace words that occur in `vocabulary` (the training split's words)."""
+    words = [w for s in samples for w in s.split()]
+    return sum(w in vocabulary for w in words) / len(words) if words else 0.0
+
+
+@torch.no_grad()
+def total_nll(model, examples: list, batch_size: int, pad_id: int, device, max_batches: int = 0,
+              temperature: float = 1.0) -> tuple:
+    """(summed negative log-likelihood of the target tokens, their count) of the first `max_batches` batches
+    (0: all) of (prompt ids, target ids) examples, logits divided by `temperature`."""
     from advgen import data, models
 
     was_training = model.training
@@ -337,4 +358,4 @@ def mean_nll(model, examples: list, batch_size: int, pad_id: int, device, max_ba
         total += float(nll)
         count += n
     model.train(was_training)
-    return total / count
+    return total, count

@@ -164,9 +164,15 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     # Test perplexity of the best checkpoint, loaded back as a user would, beside a unigram baseline.
     best = AutoModelForCausalLM.from_pretrained(str(run / "generator")).to(device)
-    test_loss = mean_nll(best, test, cfg.batch_size, pad, device, cfg.test_batches)
+    test_total, test_tokens = metrics.total_nll(best, test, cfg.batch_size, pad, device, cfg.test_batches)
+    test_loss, scored = test_total / test_tokens, test[:cfg.test_batches * cfg.batch_size or None]
+    texts = sampling.sample(best, tokenizer, sample_prompts, cfg.max_target_tokens,
+                            seed=seeds.derive(cfg.seed, "summary-samples"))
     summary = {"best_step": state["best_step"], "steps": state["step"], "early_stopped": state["done"],
                "valid_ppl": metrics.perplexity(state["best_loss"]), "test_ppl": metrics.perplexity(test_loss),
+               # tokenizer-independent: total test NLL over the targets' whitespace words (EOS counted as a word)
+               "test_nll_per_word": test_total / metrics.target_words(tokenizer, [t for _, t in scored]),
+               "word_validity": metrics.word_validity(texts, data.vocabulary(splits["train"], cfg.field)), "validity_samples": len(texts),
                "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
                "train_examples": len(train), "train_target_tokens": train_tokens,
                "tokens_seen": state["tokens_seen"], "test_target_tokens": sum(len(t) for _, t in test),

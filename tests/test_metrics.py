@@ -208,6 +208,12 @@ def test_evaluate_a_run_draws_samples_and_scores_every_metric(tmp_path, corpus):
     assert set(report["metrics"]) >= {"bleu-4", "self-bleu-4", "distinct-4", "entropy-1", "unique", "ms-jaccard-4",
                                       "fed", "mauve", "nll", "ppl"}
     assert math.log(50257) - 1 < report["metrics"]["nll"] < math.log(50257) + 1  # an untrained model: about uniform
+    # per word: the same total over the targets' whitespace words (EOS one more), fewer than their tokens
+    tokenizer = models.gpt2_tokenizer()
+    targets = [data.target_ids(tokenizer, r["title"], 6) for r in train]
+    words, tokens = metrics.target_words(tokenizer, targets), sum(map(len, targets))
+    assert report["metrics"]["nll_per_word"] == pytest.approx(report["metrics"]["nll"] * tokens / words, rel=1e-6)
+    assert 0 <= report["metrics"]["word_validity"] <= 1
     assert report["metrics"]["fed"] > 0
 
 
@@ -268,6 +274,31 @@ def test_sweep_writes_csv_and_plot_one_curve_per_run(tmp_path, corpus):
     # flattens it further towards the uniform NLL, log V
     for cold, hot in (rows[0:2], rows[2:4]):
         assert abs(float(hot["nll"]) - math.log(50257)) < abs(float(cold["nll"]) - math.log(50257))
+    assert all(float(r["nll_per_word"]) >= float(r["nll"]) and 0 <= float(r["word_validity"]) <= 1 for r in rows)
     assert (out / "sweep.png").stat().st_size > 10_000
     bad = cli("sweep", a, tmp_path / "nowhere", "--out", tmp_path / "s2")
     assert bad.exit_code == 2 and "not a run folder" in bad.output and not (tmp_path / "s2").exists()
+
+
+def test_target_words_and_word_validity():
+    tokenizer = models.gpt2_tokenizer()
+    whole = data.target_ids(tokenizer, "a red summer dress", 48)       # ends with EOS: 4 words + 1
+    cut = data.target_ids(tokenizer, "a red summer dress", 3)          # cut: no EOS, the words it kept
+    assert whole[-1] == tokenizer.eos_token_id and cut[-1] != tokenizer.eos_token_id
+    assert metrics.target_words(tokenizer, [whole]) == 5
+    assert metrics.target_words(tokenizer, [cut]) == len(tokenizer.decode(cut).split())
+    vocabulary = data.vocabulary([{"title": "red dress"}, {"title": "blue top"}, {"title": None}], "title")
+    assert vocabulary == {"red", "dress", "blue", "top"}
+    assert metrics.word_validity(["red dress", "reddress top"], vocabulary) == 3 / 4
+    assert metrics.word_validity([""], vocabulary) == 0.0
+
+
+def test_word_validity_needs_a_split(tmp_path):
+    (tmp_path / "s.txt").write_text("red dress\n")
+    (tmp_path / "r.txt").write_text("red dress\n")
+    result = cli("evaluate", tmp_path / "s.txt", "--references", tmp_path / "r.txt", "--metrics", "validity",
+                 "--out", tmp_path / "o.json")
+    assert result.exit_code == 2 and "needs a corpus split" in result.output
+    ok = cli("evaluate", tmp_path / "s.txt", "--references", "test", "--metrics", "validity", "--out", tmp_path / "o.json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "o.json").read_text())["metrics"]["word_validity"] == 1.0

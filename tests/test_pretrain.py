@@ -234,3 +234,5 @@ def test_corpus_tokenizer_run_is_an_hf_folder_that_loads_and_generates(tmp_path)
     assert out.shape[1] > prompt["input_ids"].shape[1]
     summary = json.loads((run / "summary.json").read_text())
     assert math.isfinite(summary["test_ppl"]) and summary["test_unigram_ppl"] < 400
+    assert summary["test_nll_per_word"] >= math.log(summary["test_ppl"]) - 1e-9  # a word is a token or more
+    assert 0 <= summary["word_validity"] <= 1 and summary["validity_samples"] == 2

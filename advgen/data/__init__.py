@@ -140,6 +140,11 @@ def tokenizer_texts(records: list, cfg):
         yield from (f"{cfg.field}:", " " + str(r[cfg.field]).strip())
 
 
+def vocabulary(records: list, field: str) -> set:
+    """The whitespace words of a field over records (for word validity: samples' words found in the train split)."""
+    return {w for r in records for w in str(r.get(field) or "").split()}
+
+
 def target_ids(tokenizer, text: str, max_target_tokens: int) -> list:
     ids = _ids(tokenizer, " " + str(text).strip())
     if len(ids) > max_target_tokens:
