@@ -191,10 +191,9 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
                                                                                        cfg.field))
         elif name == "nll":
             examples = data.encode(tokenizer, records, cfg)
-            total, count = metrics.total_nll(model, examples, batch_size, tokenizer.pad_token_id,
-                                             next(model.parameters()).device, temperature=temperature)
-            values.update(nll=total / count, ppl=metrics.perplexity(total / count),
-                          nll_per_word=total / metrics.target_words(tokenizer, [t for _, t in examples]))
+            values["nll"], values["nll_per_word"] = metrics.nll_per_token_and_word(
+                model, tokenizer, examples, batch_size, next(model.parameters()).device, temperature=temperature)
+            values["ppl"] = metrics.perplexity(values["nll"])
         seconds[name] = time.time() - clock
     seconds["total"] = time.time() - started
     report = {"samples": str(samples_or_run), "n_samples": len(samples), "references": ref_label,
@@ -244,17 +243,17 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
     if batch_size < 1:
         raise AdvgenError(f"--batch-size must be positive, got {batch_size}")
     loaded = [runs.load(folder) for folder in folders]
-    test_splits = [reference_records("test", run.cfg)[0] for run in loaded]  # bad input fails before sampling
+    splits = [data.load_splits(run.cfg) for run in loaded]  # bad input fails before sampling
     names = [Path(r).name for r in folders]
     names = names if len(set(names)) == len(names) else [str(r) for r in folders]
     rows = []
-    for name, (run, cfg, _, model, tokenizer), ref_records in zip(names, loaded, test_splits):
+    for name, (run, cfg, _, model, tokenizer), split in zip(names, loaded, splits):
+        ref_records = split["test"]
         device = models.resolve_device("auto")
         model.to(device)
         refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
         examples = data.encode(tokenizer, ref_records, cfg)
-        words = metrics.target_words(tokenizer, [t for _, t in examples])
-        vocabulary = data.vocabulary(data.load_splits(cfg)["train"], cfg.field)
+        vocabulary = data.vocabulary(split["train"], cfg.field)
         has_discriminator = (Path(run) / "discriminator").is_dir()
         discriminator = scorers.load_scorer(Path(run) / "discriminator", device) if has_discriminator else None
         for t in temperatures:
@@ -268,9 +267,9 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
                    "distinct-1": d[0], "distinct-2": d[1], "distinct-4": d[3],
                    "unique": metrics.unique_ratio(toks),
                    "word_validity": metrics.word_validity(texts, vocabulary)}
-            total, count = metrics.total_nll(model, examples, batch_size, tokenizer.pad_token_id,
-                                             next(model.parameters()).device, temperature=t)
-            row.update({"nll": total / count, "nll_per_word": total / words,
+            nll, nll_per_word = metrics.nll_per_token_and_word(model, tokenizer, examples, batch_size,
+                                                               next(model.parameters()).device, temperature=t)
+            row.update({"nll": nll, "nll_per_word": nll_per_word,
                         "realism": rewards.realism(discriminator, texts).mean().item() if discriminator else None,
                         "seconds": round(time.time() - clock, 2)})
             rows.append(row)

@@ -334,6 +334,16 @@ def target_words(tokenizer, targets: list) -> int:
     return sum(len(tokenizer.decode([i for i in t if i != eos]).split()) + (bool(t) and t[-1] == eos) for t in targets)
 
 
+def nll_per_token_and_word(model, tokenizer, examples: list, batch_size: int, device, max_batches: int = 0,
+                           temperature: float = 1.0) -> tuple:
+    """(NLL per target token, NLL per word) of the first `max_batches` batches (0: all) of the examples: one total
+    over two denominators, the target tokens and the targets' words (target_words), so runs compare across
+    tokenizers."""
+    total, count = total_nll(model, examples, batch_size, tokenizer.pad_token_id, device, max_batches, temperature)
+    scored = examples[:max_batches * batch_size or None]
+    return total / count, total / target_words(tokenizer, [t for _, t in scored])
+
+
 def word_validity(samples: list, vocabulary: set) -> float:
     """The share of the samples' whitespace words that occur in `vocabulary` (the training split's words)."""
     words = [w for s in samples for w in s.split()]

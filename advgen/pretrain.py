@@ -44,7 +44,7 @@ def make_trainable(model, cfg: PretrainConfig):
     return model
 
 
-def corpus_tokenizer(cfg: PretrainConfig, splits: dict, run: Path, resumed: bool):
+def run_tokenizer(cfg: PretrainConfig, splits: dict, run: Path, resumed: bool):
     """--tokenizer corpus:N: learned from the train split for a new run, read back from run/tokenizer/ for a
     resumed one. None for the GPT-2 tokenizer (or a pretrained generator's own)."""
     if cfg.tokenizer == "gpt2":
@@ -81,7 +81,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     resumed = resume and ckpt_path.exists()
     splits = data.load_splits(cfg)
     model, tokenizer = models.load_generator(cfg.generator, cfg.dropout, cfg.seed,
-                                             corpus_tokenizer(cfg, splits, run, resumed))
+                                             run_tokenizer(cfg, splits, run, resumed))
     train, valid, test = (data.encode(tokenizer, splits[name], cfg) for name in ("train", "valid", "test"))
     pad = tokenizer.pad_token_id
     model = make_trainable(model, cfg).to(device)
@@ -164,14 +164,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     # Test perplexity of the best checkpoint, loaded back as a user would, beside a unigram baseline.
     best = AutoModelForCausalLM.from_pretrained(str(run / "generator")).to(device)
-    test_total, test_tokens = metrics.total_nll(best, test, cfg.batch_size, pad, device, cfg.test_batches)
-    test_loss, scored = test_total / test_tokens, test[:cfg.test_batches * cfg.batch_size or None]
+    test_loss, test_nll_per_word = metrics.nll_per_token_and_word(best, tokenizer, test, cfg.batch_size, device,
+                                                                  cfg.test_batches)
     texts = sampling.sample(best, tokenizer, sample_prompts, cfg.max_target_tokens,
                             seed=seeds.derive(cfg.seed, "summary-samples"))
     summary = {"best_step": state["best_step"], "steps": state["step"], "early_stopped": state["done"],
                "valid_ppl": metrics.perplexity(state["best_loss"]), "test_ppl": metrics.perplexity(test_loss),
                # tokenizer-independent: total test NLL over the targets' whitespace words (EOS counted as a word)
-               "test_nll_per_word": test_total / metrics.target_words(tokenizer, [t for _, t in scored]),
+               "test_nll_per_word": test_nll_per_word,
                "word_validity": metrics.word_validity(texts, data.vocabulary(splits["train"], cfg.field)), "validity_samples": len(texts),
                "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
                "train_examples": len(train), "train_target_tokens": train_tokens,

@@ -121,23 +121,28 @@ def start_id(tokenizer) -> int:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def prompt_ids(tokenizer, record: dict, field: str, condition=(), source=None, max_source_tokens=96) -> list:
-    head = "".join(f"{c}: {str(record[c]).strip()}\n" for c in condition)
-    ids = [start_id(tokenizer)] + _ids(tokenizer, head) if head else [start_id(tokenizer)]
+def prompt_pieces(record: dict, field: str, condition=(), source=None) -> list:
+    """The prompt after the start token, as (text, cut) pieces that are tokenized one by one: the condition lines,
+    then the source's name, its text (cut: to max_source_tokens) and a newline, then the field's name."""
+    pieces = [("".join(f"{c}: {str(record[c]).strip()}\n" for c in condition), False)] if condition else []
     if source:
-        ids += _ids(tokenizer, f"{source}:") + _ids(tokenizer, " " + str(record[source]).strip())[:max_source_tokens]
-        ids += _ids(tokenizer, "\n")
-    return ids + _ids(tokenizer, f"{field}:")
+        pieces += [(f"{source}:", False), (" " + str(record[source]).strip(), True), ("\n", False)]
+    return pieces + [(f"{field}:", False)]
+
+
+def prompt_ids(tokenizer, record: dict, field: str, condition=(), source=None, max_source_tokens=96) -> list:
+    ids = [start_id(tokenizer)]
+    for text, cut in prompt_pieces(record, field, condition, source):
+        ids += _ids(tokenizer, text)[:max_source_tokens] if cut else _ids(tokenizer, text)
+    return ids
 
 
 def tokenizer_texts(records: list, cfg):
-    """The strings a generator of this config reads, for learning a corpus tokenizer: each row's prompt lines
-    (conditions, source, the field's name) and its target, as prompt_ids and target_ids split them."""
+    """The strings a generator of this config reads, for learning a corpus tokenizer: each row's prompt pieces
+    and its target."""
     for r in records:
-        yield from (f"{c}: {str(r[c]).strip()}\n" for c in cfg.condition)
-        if cfg.source:
-            yield from (f"{cfg.source}:", " " + str(r[cfg.source]).strip(), "\n")
-        yield from (f"{cfg.field}:", " " + str(r[cfg.field]).strip())
+        yield from (text for text, _ in prompt_pieces(r, cfg.field, cfg.condition, cfg.source))
+        yield " " + str(r[cfg.field]).strip()
 
 
 def vocabulary(records: list, field: str) -> set:
