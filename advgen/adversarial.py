@@ -405,6 +405,7 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
         if main and (step % cfg.checkpoint_every == 0 or step == cfg.max_steps):
             save_checkpoint(run, m, state)
     log.close()
+    m.policy = m.disc_step = None  # the DDP wrappers go before the process group (distributed.cleanup)
     distributed.cleanup()
     if not main:
         return run

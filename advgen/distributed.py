@@ -7,6 +7,7 @@ ranks' gradients. Losses that are means over tokens are rescaled by the caller (
 the average over ranks is the mean over the global batch's tokens. Outside `torchrun` (no WORLD_SIZE in
 the environment, or 1) nothing here starts a process group and every function is the identity.
 """
+import gc
 import inspect
 import os
 
@@ -47,7 +48,11 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    """Destroy the process group. Callers drop their DDP wrappers first: a DDP reducer freed after the group is
+    destroyed can deadlock in the gloo group's destructor (seen under torchrun on CPU: rank 0 hung at exit), and
+    a wrapper in a reference cycle is only freed by the collector."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -158,6 +158,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                 save_checkpoint(ckpt_path, model, optimizer, scheduler, state)
                 log.write(f"step {step}: val loss {val_loss:.4f} (ppl {metrics.perplexity(val_loss):.1f}); e.g. {texts[0]!r}")
     log.close()
+    del ddp  # before the process group goes (distributed.cleanup)
     distributed.cleanup()
     if not main:
         return run

@@ -184,6 +184,7 @@ def train_scorer(cfg: ScorerConfig) -> Path:
             if step % cfg.eval_every == 0 and distributed.broadcast(bool(cfg.patience) and bad_evals >= cfg.patience):
                 break  # rank 0 validated; every rank stops together
         log.close()
+        del step_model  # before the process group goes (distributed.cleanup)
         distributed.cleanup()
         if not main:
             return out
