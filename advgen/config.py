@@ -11,6 +11,7 @@ from typing import Optional
 from advgen.errors import AdvgenError
 
 BASELINES = ("none", "ema", "loo", "self-critical")  # REINFORCE baselines (advgen.baselines computes them)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _opt(default, help):
@@ -23,6 +24,8 @@ def _opt(default, help):
 class PretrainConfig:
     out: str = _opt("", "run folder (default: runs/<preset>, or runs/pretrain)")
     corpus: str = _opt("default", "'default' (embedded clothing reviews) or a .txt/.jsonl/.csv path")
+    test_corpus: Optional[str] = _opt(None, "a file whose rows are the test split (a benchmark's fixed test set, e.g. "
+                                            "COCO's); the corpus then splits 90/10 into train and valid")
     field: str = _opt("title", "corpus field to generate, e.g. title, review, class")
     condition: list = _opt([], "comma-separated fields used as plain-text control prefixes")
     source: Optional[str] = _opt(None, "field given in the prompt as the source text (loss skips it)")
@@ -39,13 +42,17 @@ class PretrainConfig:
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and norms)")
     warmup_steps: int = _opt(100, "linear warm-up steps, then linear decay to 0 at max_steps")
     max_steps: int = _opt(2000, "optimizer steps")
+    epochs: float = _opt(0.0, "passes over the train split; when set, replaces --max-steps with the steps they take "
+                              "(0 = --max-steps decides)")
+    precision: str = _opt("auto", "'auto' (bf16 autocast on a CUDA device that supports it, else fp32), 'fp32', "
+                                  "or 'bf16' (autocast, also on CPU); weights and optimizer stay fp32")
     clip: float = _opt(1.0, "gradient-norm clipping (0 = off)")
     dropout: Optional[float] = _opt(0.1, "dropout probability set in the model config (empty = keep the model's)")
     freeze_layers: int = _opt(0, "freeze the embeddings and the first N transformer blocks")
     lora_r: int = _opt(0, "LoRA rank through peft (0 = full fine-tuning)")
     lora_alpha: int = _opt(16, "LoRA alpha")
     eval_every: int = _opt(200, "validate, sample and checkpoint every N steps")
-    eval_batches: int = _opt(20, "validation batches per evaluation (0 = whole split)")
+    eval_batches: int = _opt(20, "validation batches per evaluation (0 = whole split, in length-sorted batches)")
     test_batches: int = _opt(0, "test batches for the final perplexity in summary.json (0 = whole split)")
     patience: int = _opt(5, "stop after N evaluations without a better validation loss (0 = never)")
     num_samples: int = _opt(8, "samples written to samples.jsonl at each validation")
@@ -58,6 +65,12 @@ PRETRAIN_PRESETS = {
     "quick": dict(generator="scratch:gpt2-mini", discriminator="minilm-l6", field="title",
                   batch_size=32, lr=2e-3, warmup_steps=30, max_steps=300, max_target_tokens=24,
                   eval_every=100, eval_batches=10, patience=3, dropout=0.1, num_samples=10),
+    # The COCO-captions benchmark of the text-GAN literature (files in experiments/data/coco, paths relative to the
+    # repository root): a small GPT-2 with a corpus tokenizer, trained to early stopping on the whole validation split.
+    "coco": dict(generator="scratch:gpt2-mini", tokenizer="corpus:5000", discriminator="minilm-l6", field="caption",
+                 corpus="experiments/data/coco/coco_train.txt", test_corpus="experiments/data/coco/coco_test.txt",
+                 batch_size=64, lr=1e-3, warmup_steps=100, epochs=40, max_target_tokens=48, eval_every=70,
+                 eval_batches=0, patience=4, dropout=0.1, num_samples=10),
     # Fine-tuning the packaged pretrained SmolLM2-135M on reviews conditioned on attributes.
     "smollm2": dict(generator="smollm2-135m", discriminator="minilm-l6", field="review",
                     condition=["department", "rating"], batch_size=8, grad_accum=4, lr=5e-5,
@@ -138,7 +151,9 @@ def validate(cfg: PretrainConfig) -> None:
     check_ranges(cfg, positive=["batch_size", "grad_accum", "max_steps", "eval_every", "max_source_tokens",
                                 "max_target_tokens", "lr"],
                  non_negative=["warmup_steps", "freeze_layers", "lora_r", "eval_batches", "test_batches", "patience",
-                               "num_samples", "weight_decay", "clip"])
+                               "num_samples", "weight_decay", "clip", "epochs"])
+    if cfg.precision not in PRECISIONS:
+        raise AdvgenError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         raise AdvgenError(f"--dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.lora_r and cfg.freeze_layers:

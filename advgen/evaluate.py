@@ -187,8 +187,9 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
                 clock = time.time()
             values[name] = metrics.fed(sample_emb, ref_emb) if name == "fed" else metrics.mauve(sample_emb, ref_emb, seed)
         elif name == "validity":
-            values["word_validity"] = metrics.word_validity(samples, data.vocabulary(data.load_splits(cfg)["train"],
-                                                                                       cfg.field))
+            vocabulary = data.vocabulary(data.load_splits(cfg)["train"], cfg.field)
+            values["word_validity"] = metrics.word_validity(samples, vocabulary)
+            values["references_word_validity"] = metrics.word_validity(refs, vocabulary)  # the data's own share
         elif name == "nll":
             examples = data.encode(tokenizer, records, cfg)
             values["nll"], values["nll_per_word"] = metrics.nll_per_token_and_word(

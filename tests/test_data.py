@@ -143,3 +143,14 @@ def test_the_documented_rebuild_command_rebuilds_the_embedded_corpus_byte_for_by
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote 23486 rows" in result.stdout
     assert out.read_bytes() == data.DEFAULT_CORPUS.read_bytes()
+
+
+def test_a_test_corpus_is_the_test_split_and_the_corpus_splits_into_train_and_valid(tmp_path):
+    (tmp_path / "train.txt").write_text("".join(f"caption number {i}.\n" for i in range(200)))
+    (tmp_path / "test.txt").write_text("a held out caption.\nanother one.\n")
+    splits = data.load_splits(PretrainConfig(corpus=str(tmp_path / "train.txt"), field="caption",
+                                             test_corpus=str(tmp_path / "test.txt")))
+    assert splits["test"] == [{"caption": "a held out caption."}, {"caption": "another one."}]
+    train, valid = ({r["caption"] for r in splits[n]} for n in ("train", "valid"))
+    assert not train & valid and len(train | valid) == 200
+    assert 150 < len(train) < 200  # buckets 0-89 of 100

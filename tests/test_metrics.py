@@ -214,6 +214,7 @@ def test_evaluate_a_run_draws_samples_and_scores_every_metric(tmp_path, corpus):
     words, tokens = metrics.target_words(tokenizer, targets), sum(map(len, targets))
     assert report["metrics"]["nll_per_word"] == pytest.approx(report["metrics"]["nll"] * tokens / words, rel=1e-6)
     assert 0 <= report["metrics"]["word_validity"] <= 1
+    assert report["metrics"]["references_word_validity"] == 1.0  # the train split's own words, by definition
     assert report["metrics"]["fed"] > 0
 
 
@@ -302,3 +303,10 @@ def test_word_validity_needs_a_split(tmp_path):
     ok = cli("evaluate", tmp_path / "s.txt", "--references", "test", "--metrics", "validity", "--out", tmp_path / "o.json")
     assert ok.exit_code == 0, ok.output
     assert json.loads((tmp_path / "o.json").read_text())["metrics"]["word_validity"] == 1.0
+
+
+def test_treebank_tokenization_splits_punctuation_as_the_published_coco_tables_do():
+    assert metrics.tokens(["a man's bike, parked by the road."], "treebank") == [
+        ["a", "man", "'s", "bike", ",", "parked", "by", "the", "road", "."]]
+    # BLEU under the treebank tokenization: the final period is a token of its own
+    assert metrics.bleu(["a dog runs."], ["a dog runs."], 4, tokenize="treebank") == pytest.approx(1.0)

@@ -157,6 +157,9 @@ def test_resume_after_kill_reaches_the_same_weights(tmp_path, tokenizer):
     (None, ["--batch-size", "-4"], "--batch-size must be positive"),
     (None, ["--lr", "0"], "--lr must be positive"),
     (None, ["--lr", "-1e-3"], "--lr must be positive"),
+    (None, ["--epochs", "-1"], "--epochs must be finite and not negative"),
+    (None, ["--precision", "fp16"], "--precision must be one of auto, fp32, bf16"),
+    (None, ["--test-corpus", "{tmp}/missing.txt"], "corpus not found"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(tmp_path, setup, args, message):
     if setup is not None:
@@ -236,3 +239,67 @@ def test_corpus_tokenizer_run_is_an_hf_folder_that_loads_and_generates(tmp_path)
     assert math.isfinite(summary["test_ppl"]) and summary["test_unigram_ppl"] < 400
     assert summary["test_nll_per_word"] >= math.log(summary["test_ppl"]) - 1e-9  # a word is a token or more
     assert 0 <= summary["word_validity"] <= 1 and summary["validity_samples"] == 2
+    assert 0.5 < summary["test_word_validity"] < 1  # unseen titles hold words the train split lacks
+
+
+def test_epochs_set_the_step_budget_and_the_whole_validation_split_is_scored(tmp_path):
+    """--epochs 0.5 on the train split's batches of 8 with 2 micro-batches per step: ceil(0.5 * per_epoch / 2)
+    optimizer steps, stored in config.json; --eval-batches 0 scores every validation example."""
+    run = tmp_path / "run"
+    result = pretrain("--out", run, "--epochs", 0.5, "--grad-accum", 2, "--eval-every", 1000, "--eval-batches", 0,
+                      "--tokenizer", "corpus:400")
+    assert result.exit_code == 0, result.output
+    train_examples = rows(run / "metrics.jsonl")[0]["data/train_examples"]
+    steps = math.ceil(0.5 * (train_examples // 8) / 2)
+    stored = json.loads((run / "config.json").read_text())["pretrain"]
+    assert stored["epochs"] == 0.5 and stored["max_steps"] == steps
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == steps and summary["epochs"] == pytest.approx(steps * 2 / (train_examples // 8), abs=1e-3)
+    val = [r for r in rows(run / "metrics.jsonl") if "val/loss" in r]
+    assert [r["step"] for r in val] == [steps]  # the last step always validates
+
+    # The length-sorted batches of 4x the training batch give the whole split's mean NLL, as one pass in the
+    # corpus order does (float32 sums in another order: a relative difference of a few 1e-7).
+    from advgen import data
+    from advgen.config import PretrainConfig
+    from advgen.metrics import mean_nll
+    cfg = PretrainConfig(**{**stored, "out": str(run)})
+    model = AutoModelForCausalLM.from_pretrained(str(run / "generator"))
+    tokenizer = AutoTokenizer.from_pretrained(str(run / "generator"))
+    valid = data.encode(tokenizer, data.load_splits(cfg)["valid"], cfg)
+    assert val[0]["val/loss"] == pytest.approx(mean_nll(model, valid, 8, tokenizer.pad_token_id, "cpu"), rel=1e-5)
+
+
+def test_bf16_autocast_trains_and_fp32_is_untouched(tmp_path):
+    """--precision bf16 runs the forward passes under bf16 autocast (CPU autocast here; CUDA in real use), weights
+    and optimizer state stay fp32; 'auto' on CPU is plain fp32."""
+    model, _ = models.load_generator("scratch:gpt2-tiny", seed=0)
+    ids = torch.tensor([[1, 2, 3]])
+    cpu = torch.device("cpu")
+    with models.autocast(cpu, "auto"):
+        assert model(ids).logits.dtype == torch.float32
+    with models.autocast(cpu, "bf16"):
+        assert model(ids).logits.dtype == torch.bfloat16
+    run = tmp_path / "run"
+    result = pretrain("--out", run, "--max-steps", 4, "--eval-every", 2, "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    losses = [r["losses/train"] for r in rows(run / "metrics.jsonl") if "losses/train" in r]
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    state = torch.load(run / "checkpoint" / "state.pt", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
+def test_coco_preset_trains_on_the_benchmark_files(tmp_path, monkeypatch):
+    """The coco preset's paths are relative to the repository root; its test split is coco_test.txt, whole."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    run = tmp_path / "coco"
+    result = CliRunner().invoke(main, ["pretrain", "--preset", "coco", "--out", str(run), "--generator",
+                                       "scratch:gpt2-tiny", "--tokenizer", "corpus:400", "--epochs", 0.02,
+                                       "--test-batches", 1, "--num-samples", 2])
+    assert result.exit_code == 0, result.output
+    first = rows(run / "metrics.jsonl")[0]
+    test_lines = (root / "experiments" / "data" / "coco" / "coco_test.txt").read_text().splitlines()
+    assert first["data/test_examples"] == len(test_lines) == 10000  # the last line has no newline
+    assert first["data/train_examples"] + first["data/valid_examples"] == 10000  # coco_train.txt, 90/10
+    assert 0.85 < first["data/train_examples"] / 10000 < 0.95

@@ -25,6 +25,7 @@ from advgen.errors import AdvgenError
 
 DEFAULT_CORPUS = Path(__file__).with_name("womens_clothing_reviews.jsonl.gz")
 SPLITS = {"train": (0, 80), "valid": (80, 90), "test": (90, 100)}  # buckets of 100, by group hash
+HELD_OUT_SPLITS = {"train": (0, 90), "valid": (90, 100)}  # when the test split is a file of its own
 IGNORE = -100  # label of tokens the loss skips
 
 
@@ -99,10 +100,10 @@ def select(records: list, field: str, condition=(), source: Optional[str] = None
     return kept
 
 
-def split_of(record: dict, group_by: Optional[str]) -> str:
+def split_of(record: dict, group_by: Optional[str], buckets: dict = SPLITS) -> str:
     """The split of a row: a stable hash of its group (product id), so no group spans two splits."""
     bucket = zlib.crc32(str(record.get(group_by)).encode()) % 100
-    return next(name for name, (lo, hi) in SPLITS.items() if lo <= bucket < hi)
+    return next(name for name, (lo, hi) in buckets.items() if lo <= bucket < hi)
 
 
 def split(records: list, name: str, group_by: Optional[str]) -> list:
@@ -177,27 +178,36 @@ def collate(examples: list, pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def batches_per_epoch(n_examples: int, batch_size: int) -> int:
+    """Batches of batch_at per epoch: the last partial batch of each permutation is dropped."""
+    return max(n_examples // batch_size, 1)
+
+
 def batch_at(examples: list, batch_size: int, seed: int, index: int, stream: str = "train") -> list:
     """The `index`-th batch of a stream of batches: epochs are seeded permutations, so a batch depends only on
     (seed, stream, index) and a resumed run sees the same data as an uninterrupted one. Each stream (a name,
     see advgen.seeds) has its own permutations. The "train" stream of `advgen pretrain` and `train-scorer`
     keeps the permutation seeds it has always had (seed * 100_003 + epoch), so that runs resume identically."""
-    per_epoch = max(len(examples) // batch_size, 1)
-    epoch, i = divmod(index, per_epoch)
+    epoch, i = divmod(index, batches_per_epoch(len(examples), batch_size))
     order_seed = seed * 100_003 + epoch if stream == "train" else seeds.derive(seed, stream, epoch)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(order_seed))
     return [examples[j] for j in order[i * batch_size:(i + 1) * batch_size].tolist()]
 
 
 def load_splits(cfg) -> dict:
-    """Corpus -> {'train', 'valid', 'test'} record lists, split by group so no product spans two splits."""
-    records = select(load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source, is_plain_text(cfg.corpus))
-    group = cfg.split_by or default_group(records, cfg.field)
-    if group not in records[0]:
+    """Corpus -> {'train', 'valid', 'test'} record lists, split by group so no product spans two splits. With
+    cfg.test_corpus, the test split is that file and the corpus splits into train and valid (HELD_OUT_SPLITS)."""
+    rows = select(load_corpus(cfg.corpus), cfg.field, cfg.condition, cfg.source, is_plain_text(cfg.corpus))
+    group = cfg.split_by or default_group(rows, cfg.field)
+    if group not in rows[0]:
         raise AdvgenError(f"--split-by: corpus has no column '{group}'")
-    splits = {name: split(records, name, group) for name in SPLITS}
-    for name, rows in splits.items():
-        if not rows:
-            raise AdvgenError(f"the {name} split is empty ({len(records)} usable rows grouped by '{group}'); "
+    buckets = HELD_OUT_SPLITS if cfg.test_corpus else SPLITS
+    splits = {name: [r for r in rows if split_of(r, group, buckets) == name] for name in buckets}
+    if cfg.test_corpus:
+        splits["test"] = select(load_corpus(cfg.test_corpus), cfg.field, cfg.condition, cfg.source,
+                                is_plain_text(cfg.test_corpus))
+    for name, split_rows in splits.items():
+        if not split_rows:
+            raise AdvgenError(f"the {name} split is empty ({len(rows)} usable rows grouped by '{group}'); "
                               "use a larger corpus or another --split-by")
     return splits
