@@ -39,7 +39,7 @@ def plain_step(model, optimizer, batch, autocast):
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return loss.item()
 
 
 def advgen_step(model, optimizer, batch, autocast, clip=1.0):
@@ -50,7 +50,7 @@ def advgen_step(model, optimizer, batch, autocast, clip=1.0):
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return loss.item()
 
 
 def sync(device):
