@@ -2,6 +2,7 @@
 import dataclasses
 import functools
 import sys
+import time
 import typing
 
 import click
@@ -34,6 +35,9 @@ def options_from(cls):
     return decorate
 
 
+OTHER_RANKS_WAIT_S = 5.0
+
+
 def bad_input_exits_2(fn):
     """Bad input ends with one line on stderr and exit status 2, never a traceback."""
     @functools.wraps(fn)
@@ -43,6 +47,8 @@ def bad_input_exits_2(fn):
         except AdvgenError as e:
             if distributed.is_main():  # under torchrun every rank fails alike: one line, from rank 0
                 click.echo(f"advgen: error: {e}", err=True)
+            else:  # torchrun stops every rank once one exits: the others wait, so rank 0's line is written first
+                time.sleep(OTHER_RANKS_WAIT_S)
             sys.exit(2)
     return wrapper
 
@@ -140,17 +146,21 @@ def sample(run, compile_, **kwargs):
 @click.option("--field", default="title", show_default=True,
               help="corpus field of the reference split, and of .jsonl/.csv files without a 'text' field, when SAMPLES_OR_RUN is a file")
 @click.option("--tokenize", type=click.Choice(["whitespace", "words", "treebank"]), default="whitespace", show_default=True,
-              help="n-gram tokens: str.split, or word runs and punctuation marks")
+              help="n-gram tokens: str.split, word runs and punctuation marks, or NLTK's Treebank words")
 @click.option("--max-n", type=int, default=4, show_default=True, help="largest n-gram order")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size for a run")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed for a run; MAUVE's k-means seed")
+@click.option("--protocol", type=click.Choice(["texygen"]), default=None,
+              help="a published table's settings, replacing --metrics, --tokenize, --max-n and --n: texygen = BLEU-2..5 "
+                   "and Self-BLEU-2..5, Treebank words, 10,000 samples from a run")
 @bad_input_exits_2
-def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed):
+def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed,
+             protocol):
     """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
     from advgen.evaluate import evaluate as run_evaluate, table
 
     report = run_evaluate(samples_or_run, references, metric_names, out, n=n, temperature=temperature, field=field,
-                          tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed)
+                          tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed, protocol=protocol)
     click.echo(table(report))
     click.echo(f"report: {out}")
 
@@ -159,10 +169,10 @@ def evaluate(samples_or_run, references, metric_names, out, n, temperature, fiel
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--temperatures", default="0.6:1.4:0.1", show_default=True, help="start:stop:step (stop included) or a comma list")
 @click.option("--n", type=int, default=2000, show_default=True, help="samples per run and temperature")
-@click.option("--out", default="sweep", show_default=True, help="folder for sweep.csv and sweep.png")
+@click.option("--out", default="sweep", show_default=True, help="folder for sweep.csv, sweep.png and samples/")
 @click.option("--top-p", type=float, default=1.0, show_default=True, help="nucleus sampling threshold")
 @click.option("--tokenize", type=click.Choice(["whitespace", "words", "treebank"]), default="whitespace", show_default=True,
-              help="n-gram tokens: str.split, or word runs and punctuation marks")
+              help="n-gram tokens: str.split, word runs and punctuation marks, or NLTK's Treebank words")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed (the same at every temperature)")
 @bad_input_exits_2
@@ -172,7 +182,7 @@ def sweep(runs, temperatures, n, out, top_p, tokenize, batch_size, seed):
 
     run_sweep(list(runs), parse_temperatures(temperatures), n, out, top_p=top_p, batch_size=batch_size, seed=seed,
               tokenize=tokenize, progress=click.echo)
-    click.echo(f"wrote {out}/sweep.csv and {out}/sweep.png")
+    click.echo(f"wrote {out}/sweep.csv, {out}/sweep.png and {out}/samples/")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ sweep: each run sampled across temperatures -> quality (BLEU-4, test NLL, realis
 a discriminator) and diversity (Self-BLEU-4, distinct-n) per (run, temperature) -> CSV and a plot.
 """
 import csv
+import gzip
 import hashlib
 import io
 import json
 import math
 import random
+import re
 import time
 from pathlib import Path
 
@@ -24,6 +26,10 @@ from advgen.errors import AdvgenError
 from advgen.runlog import atomic, progress, write_json
 
 METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "validity", "nll"]
+# Named protocols: the settings of a published table, so a user measures their own samples the same way.
+# texygen: Texygen's COCO table (and "Language GANs Falling Short"): BLEU-2..5 of each sample against all the
+# references and Self-BLEU-2..5 against the other samples, NLTK Treebank words, 10,000 samples from a run.
+PROTOCOLS = {"texygen": dict(metric_names=["bleu", "self-bleu"], tokenize="treebank", max_n=5, n=10_000)}
 
 
 def texts_of(records: list, field: str, what: str) -> list:
@@ -121,9 +127,14 @@ def unique_embeddings(texts: list, encoder) -> np.ndarray:
 
 def evaluate(samples_or_run: str, references: str = "test", metric_names=None, out=None, n: int = 0,
              temperature: float = 1.0, field: str = "title", tokenize: str = "whitespace", max_n: int = 4,
-             batch_size: int = 64, seed: int = 0) -> dict:
-    """-> the report: every requested metric of the samples against the references, and its timing."""
+             batch_size: int = 64, seed: int = 0, protocol: str = None) -> dict:
+    """-> the report: every requested metric of the samples against the references, and its timing. A named
+    `protocol` (PROTOCOLS) replaces the metrics, tokenization, largest order and number of samples."""
     started = time.time()
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise AdvgenError(f"unknown --protocol '{protocol}' (choose {', '.join(PROTOCOLS)})")
+        metric_names, tokenize, max_n, n = (PROTOCOLS[protocol][k] for k in ("metric_names", "tokenize", "max_n", "n"))
     if not Path(samples_or_run).exists():
         raise AdvgenError(f"no samples file or run folder at {samples_or_run}")
     run = Path(samples_or_run).is_dir()
@@ -198,7 +209,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         seconds[name] = time.time() - clock
     seconds["total"] = time.time() - started
     report = {"samples": str(samples_or_run), "n_samples": len(samples), "references": ref_label,
-              "n_references": len(refs), "tokenize": tokenize, "temperature": temperature if run else None,
+              "n_references": len(refs), "protocol": protocol, "tokenize": tokenize,
+              "temperature": temperature if run else None,
               "metrics": values, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     if out:
         write_json(Path(out), report)
@@ -238,7 +250,8 @@ def parse_temperatures(spec: str) -> list:
 
 def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.0, batch_size: int = 64,
           seed: int = 0, tokenize: str = "whitespace", progress=print) -> list:
-    """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv and sweep.png."""
+    """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv, sweep.png and each
+    point's samples (samples/<run>/T<temperature>.txt.gz)."""
     if n < 2:
         raise AdvgenError(f"--n must be at least 2 (Self-BLEU compares samples with each other), got {n}")
     if batch_size < 1:
@@ -261,6 +274,7 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
             clock = time.time()
             texts = runs.sample_texts(model, tokenizer, cfg, ref_records, n, batch_size=batch_size, seed=seed,
                                       temperature=t, top_p=top_p)
+            save_samples(Path(out) / "samples" / re.sub(r"[^\w.-]+", "_", name) / f"T{t:.2f}.txt.gz", texts)
             toks = metrics.tokens(texts, tokenize)
             d = metrics.distinct(toks, 4)
             row = {"run": name, "temperature": t, "n": n,
@@ -285,6 +299,14 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
         tmp.write_text(buffer.getvalue())
     plot_sweep(rows, out / "sweep.png")
     return rows
+
+
+def save_samples(path: Path, texts: list) -> None:
+    """One sample per line, gzipped with no time stamp (the same samples give the same bytes), written atomically,
+    so a table can be recomputed from the committed samples."""
+    lines = "".join(" ".join(t.split()) + "\n" for t in texts)  # a sample with a newline stays one line
+    with atomic(path, suffix=".gz") as tmp:
+        tmp.write_bytes(gzip.compress(lines.encode(), mtime=0))
 
 
 def plot_sweep(rows: list, path: Path) -> None:

@@ -1,4 +1,5 @@
 import csv
+import gzip
 import json
 import math
 import random
@@ -277,6 +278,11 @@ def test_sweep_writes_csv_and_plot_one_curve_per_run(tmp_path, corpus):
         assert abs(float(hot["nll"]) - math.log(50257)) < abs(float(cold["nll"]) - math.log(50257))
     assert all(float(r["nll_per_word"]) >= float(r["nll"]) and 0 <= float(r["word_validity"]) <= 1 for r in rows)
     assert (out / "sweep.png").stat().st_size > 10_000
+    # each point's samples, from which its row recomputes
+    saved = gzip.decompress((out / "samples" / "adversarial" / "T1.50.txt.gz").read_bytes()).decode().splitlines()
+    assert len(saved) == 12
+    assert float(rows[3]["self-bleu-4"]) == pytest.approx(metrics.self_bleu(saved, 4), abs=1e-12)
+    assert float(rows[3]["distinct-2"]) == pytest.approx(metrics.distinct(saved, 4)[1], abs=1e-12)
     bad = cli("sweep", a, tmp_path / "nowhere", "--out", tmp_path / "s2")
     assert bad.exit_code == 2 and "not a run folder" in bad.output and not (tmp_path / "s2").exists()
 
@@ -310,3 +316,21 @@ def test_treebank_tokenization_splits_punctuation_as_the_published_coco_tables_d
         ["a", "man", "'s", "bike", ",", "parked", "by", "the", "road", "."]]
     # BLEU under the treebank tokenization: the final period is a token of its own
     assert metrics.bleu(["a dog runs."], ["a dog runs."], 4, tokenize="treebank") == pytest.approx(1.0)
+
+
+def test_texygen_protocol_is_bleu_and_self_bleu_2_to_5_on_treebank_words(tmp_path):
+    samples = ["a man rides a horse.", "a dog on a couch.", "two cats sleep on a bed.", "a man rides a bike."]
+    refs = ["a man rides a horse on a beach.", "a cat sleeps on a bed.", "a dog on the couch."]
+    (tmp_path / "s.txt").write_text("\n".join(samples) + "\n")
+    (tmp_path / "r.txt").write_text("\n".join(refs) + "\n")
+    result = cli("evaluate", tmp_path / "s.txt", "--references", tmp_path / "r.txt", "--protocol", "texygen",
+                 "--metrics", "distinct", "--out", tmp_path / "o.json")  # the protocol replaces --metrics
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o.json").read_text())
+    assert report["protocol"] == "texygen" and report["tokenize"] == "treebank"
+    assert set(report["metrics"]) == {f"{m}-{k}" for m in ("bleu", "self-bleu") for k in (2, 3, 4, 5)}
+    hyps, ref_tokens = metrics.tokens(samples, "treebank"), metrics.tokens(refs, "treebank")
+    assert hyps[0][-1] == "."  # the final period is a word of its own
+    for k in (2, 3, 4, 5):
+        assert report["metrics"][f"bleu-{k}"] == pytest.approx(metrics.bleu(hyps, ref_tokens, k), abs=1e-12)
+        assert report["metrics"][f"self-bleu-{k}"] == pytest.approx(metrics.self_bleu(hyps, k), abs=1e-12)
