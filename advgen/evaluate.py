@@ -248,10 +248,16 @@ def parse_temperatures(spec: str) -> list:
     return values
 
 
+SWEEP_MAX_N = 5  # BLEU-2..5 and Self-BLEU-2..5 per point: the orders of the published COCO tables
+
+
 def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.0, batch_size: int = 64,
-          seed: int = 0, tokenize: str = "whitespace", progress=print) -> list:
-    """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv, sweep.png and each
-    point's samples (samples/<run>/T<temperature>.txt.gz)."""
+          seed: int = 0, tokenize: str = "whitespace", realism: bool = True, resume: bool = False,
+          progress=print) -> list:
+    """Sample each run at each temperature -> rows of quality and diversity; writes sweep.csv (after every point),
+    sweep.png and each point's samples (samples/<run>/T<temperature>.txt.gz). With `resume`, the points already in
+    OUT/sweep.csv whose samples file exists are kept and not sampled again. `realism`: score the samples with the
+    run's discriminator, where it has one."""
     if n < 2:
         raise AdvgenError(f"--n must be at least 2 (Self-BLEU compares samples with each other), got {n}")
     if batch_size < 1:
@@ -260,25 +266,34 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
     splits = [data.load_splits(run.cfg) for run in loaded]  # bad input fails before sampling
     names = [Path(r).name for r in folders]
     names = names if len(set(names)) == len(names) else [str(r) for r in folders]
-    rows = []
+    out = Path(out)
+    rows = read_sweep(out / "sweep.csv") if resume and (out / "sweep.csv").is_file() else []
+    done = {(r["run"], round(r["temperature"], 6)) for r in rows}
+    orders = range(2, SWEEP_MAX_N + 1)
     for name, (run, cfg, _, model, tokenizer), split in zip(names, loaded, splits):
+        todo = [t for t in temperatures if (name, round(t, 6)) not in done or not samples_path(out, name, t).is_file()]
+        if not todo:
+            continue
         ref_records = split["test"]
         device = models.resolve_device("auto")
         model.to(device)
         refs = metrics.tokens(texts_of(ref_records, cfg.field, "test split"), tokenize)
         examples = data.encode(tokenizer, ref_records, cfg)
         vocabulary = data.vocabulary(split["train"], cfg.field)
-        has_discriminator = (Path(run) / "discriminator").is_dir()
-        discriminator = scorers.load_scorer(Path(run) / "discriminator", device) if has_discriminator else None
-        for t in temperatures:
+        scored = realism and (Path(run) / "discriminator").is_dir()
+        discriminator = scorers.load_scorer(Path(run) / "discriminator", device) if scored else None
+        for t in todo:
             clock = time.time()
             texts = runs.sample_texts(model, tokenizer, cfg, ref_records, n, batch_size=batch_size, seed=seed,
                                       temperature=t, top_p=top_p)
-            save_samples(Path(out) / "samples" / re.sub(r"[^\w.-]+", "_", name) / f"T{t:.2f}.txt.gz", texts)
+            save_samples(samples_path(out, name, t), texts)
             toks = metrics.tokens(texts, tokenize)
+            bleu = metrics.bleu_scores(toks, refs, SWEEP_MAX_N).mean(axis=1)
+            self_bleu = metrics.self_bleu_scores(toks, SWEEP_MAX_N).mean(axis=1)
             d = metrics.distinct(toks, 4)
             row = {"run": name, "temperature": t, "n": n,
-                   "bleu-4": metrics.bleu(toks, refs, 4), "self-bleu-4": metrics.self_bleu(toks, 4),
+                   **{f"bleu-{k}": float(bleu[k - 1]) for k in orders},
+                   **{f"self-bleu-{k}": float(self_bleu[k - 1]) for k in orders},
                    "distinct-1": d[0], "distinct-2": d[1], "distinct-4": d[3],
                    "unique": metrics.unique_ratio(toks),
                    "word_validity": metrics.word_validity(texts, vocabulary)}
@@ -287,18 +302,44 @@ def sweep(folders: list, temperatures: list, n: int, out: str, top_p: float = 1.
             row.update({"nll": nll, "nll_per_word": nll_per_word,
                         "realism": rewards.realism(discriminator, texts).mean().item() if discriminator else None,
                         "seconds": round(time.time() - clock, 2)})
-            rows.append(row)
+            rows = [r for r in rows if (r["run"], round(r["temperature"], 6)) != (name, round(t, 6))] + [row]
+            write_sweep(out / "sweep.csv", rows)
             progress(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        raise AdvgenError("nothing to sweep: no run and temperature")
+    write_sweep(out / "sweep.csv", rows)
+    plot_sweep(rows, out / "sweep.png")
+    return rows
+
+
+def samples_path(out: Path, name: str, temperature: float) -> Path:
+    return Path(out) / "samples" / re.sub(r"[^\w.-]+", "_", name) / f"T{temperature:.2f}.txt.gz"
+
+
+def write_sweep(path: Path, rows: list) -> None:
+    """sweep.csv, written atomically: one row per (run, temperature), the columns of the first row."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    with atomic(out / "sweep.csv") as tmp:
+    with atomic(path) as tmp:
         tmp.write_text(buffer.getvalue())
-    plot_sweep(rows, out / "sweep.png")
-    return rows
+
+
+def read_sweep(path) -> list:
+    """sweep.csv -> rows with numbers as numbers and empty cells as None (the run name stays a string)."""
+    try:
+        rows = list(csv.DictReader(Path(path).open()))
+    except (OSError, csv.Error) as e:
+        raise AdvgenError(f"cannot read sweep {path}: {e}") from None
+    if not rows or "run" not in rows[0] or "temperature" not in rows[0]:
+        raise AdvgenError(f"sweep {path} has no rows with 'run' and 'temperature' columns")
+    try:
+        return [{k: v if k == "run" else None if v == "" else int(v) if k == "n" else float(v) for k, v in r.items()}
+                for r in rows]
+    except ValueError as e:
+        raise AdvgenError(f"sweep {path}: {e}") from None
 
 
 def save_samples(path: Path, texts: list) -> None:

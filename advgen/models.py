@@ -289,6 +289,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def describe_device(device: torch.device) -> str:
+    """What a run's summary.json records of the machine: 'cpu (2 threads)', 'cuda:0 (NVIDIA H200)', with the
+    number of processes under torchrun added by the caller."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads)"
+
+
 def autocast(device: torch.device, precision: str):
     """The forward passes' autocast context for --precision: bf16 for 'bf16', and for 'auto' on a CUDA device that
     supports it; otherwise none (fp32). Parameters, gradients and optimizer state stay fp32 either way."""

@@ -204,5 +204,6 @@ def summarize(run: Path, cfg: PretrainConfig, tokenizer, splits: dict, train: li
                "test_unigram_ppl": metrics.unigram_perplexity([t for _, t in train], [t for _, t in test], len(tokenizer)),
                "train_examples": len(train), "train_target_tokens": sum(len(t) for _, t in train),
                "tokens_seen": state["tokens_seen"], "test_target_tokens": sum(len(t) for _, t in test),
-               "test_batches": cfg.test_batches or "all", "wall_seconds": round(time.time() - started, 1)}
+               "test_batches": cfg.test_batches or "all", "device": models.describe_device(device),
+               "processes": distributed.world_size(), "wall_seconds": round(time.time() - started, 1)}
     write_json(run / "summary.json", summary)

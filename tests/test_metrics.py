@@ -15,7 +15,7 @@ from advgen import data, metrics, models, runs, scorers
 from advgen.cli import main
 from advgen.config import PretrainConfig
 from advgen.errors import AdvgenError
-from advgen.evaluate import parse_temperatures
+from advgen.evaluate import parse_temperatures, read_sweep
 
 COCO_TEST = Path(__file__).resolve().parent / "data" / "coco_test_700.txt"  # head of ../shared/data/coco_test.txt
 SMOOTH = SmoothingFunction().method1
@@ -285,6 +285,23 @@ def test_sweep_writes_csv_and_plot_one_curve_per_run(tmp_path, corpus):
     assert float(rows[3]["distinct-2"]) == pytest.approx(metrics.distinct(saved, 4)[1], abs=1e-12)
     bad = cli("sweep", a, tmp_path / "nowhere", "--out", tmp_path / "s2")
     assert bad.exit_code == 2 and "not a run folder" in bad.output and not (tmp_path / "s2").exists()
+
+
+def test_sweep_resume_keeps_finished_points_and_samples_the_rest(tmp_path, corpus):
+    run = tiny_run(tmp_path / "plain", corpus)
+    out = tmp_path / "sweep"
+    assert cli("sweep", run, "--temperatures", "0.5,1.0", "--n", 12, "--out", out).exit_code == 0
+    first = read_sweep(out / "sweep.csv")
+    assert {f"bleu-{k}" for k in range(2, 6)} | {f"self-bleu-{k}" for k in range(2, 6)} <= set(first[0])
+    (out / "samples" / "plain" / "T1.00.txt.gz").unlink()  # as if killed while writing that point
+    result = cli("sweep", run, "--temperatures", "0.5,1.0,1.5", "--n", 12, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("run=plain") == 2  # 1.0 (no samples file) and 1.5; 0.5 was kept
+    rows = read_sweep(out / "sweep.csv")
+    assert [r["temperature"] for r in rows] == [0.5, 1.0, 1.5]
+    assert rows[0] == first[0]  # the kept point, seconds and all
+    assert rows[1]["self-bleu-4"] == first[1]["self-bleu-4"]  # the same seed draws the same samples again
+    assert all((out / "samples" / "plain" / f"T{t:.2f}.txt.gz").is_file() for t in (0.5, 1.0, 1.5))
 
 
 def test_target_words_and_word_validity():

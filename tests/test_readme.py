@@ -1,7 +1,8 @@
 """Every command in the README's ```bash blocks runs as written, in the README's order, from a copy of the
 repository root, at tiny size: the same command line with flags appended that shrink the models, the
-corpus and the step counts (for `make demo`, the Makefile's own demo recipe). Installing (make install,
-pip) is what CI itself does before this suite, and `make test` is this suite."""
+corpus and the step counts (for `make demo`, the Makefile's own demo recipe). `make paper` runs on the committed
+logs, writing into the copy; `make experiments` is tests/test_experiments.py's smoke chain. Installing (make
+install, pip) is what CI itself does before this suite, and `make test` is this suite."""
 import gzip
 import itertools
 import json
@@ -19,6 +20,7 @@ from advgen.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLING = {"make install", "make test", "pip install"}  # run by CI (.ci/run) before the suite, not here
+SMOKED = {"make experiments"}  # hours of training: tests/test_experiments.py runs its chain at tiny size (--smoke)
 
 TINY = {  # appended to each command: click keeps the last value of an option given twice
     "pretrain": ["--generator", "scratch:gpt2-tiny", "--discriminator", "scratch:bert-tiny", "--corpus", "tiny.jsonl",
@@ -31,7 +33,7 @@ TINY = {  # appended to each command: click keeps the last value of an option gi
                      "--max-length", "16", "--batch-size", "4", "--device", "cpu"],
     "sample": ["--n", "4", "--device", "cpu"],
     "evaluate": ["--n", "16"],
-    "sweep": ["--n", "4", "--temperatures", "0.8,1.2"],
+    "sweep": ["--n", "4", "--temperatures", "0.8,1.0"],
 }
 
 
@@ -66,6 +68,10 @@ def run(command: str) -> None:
                                 timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
         return
+    if command == "make paper":  # the real thing on the committed logs, written into the copy, not into paper/
+        subprocess.run([sys.executable, str(ROOT / "experiments" / "paper.py"), "--runs", str(ROOT / "paper" / "runs" / "coco"),
+                        "--out", "paper"], check=True, timeout=600)
+        return
     assert argv[0] == "advgen", f"the README shows a command this test does not know how to run: {command}"
     tiny = TINY[argv[1]]
     if "--preset" in argv and argv[argv.index("--preset") + 1] == "coco":  # the benchmark's own files, a tiny model
@@ -82,7 +88,7 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch):
     tiny_corpus(tmp_path / "tiny.jsonl")
     (tmp_path / "experiments").symlink_to(ROOT / "experiments")  # the benchmark files the coco preset reads
     for command in commands:
-        if any(command.startswith(prefix) for prefix in INSTALLING):
+        if any(command.startswith(prefix) for prefix in INSTALLING) or command in SMOKED:
             continue
         for line in demo_recipe() if command == "make demo" else [command]:
             run(line)
@@ -90,3 +96,4 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch):
             raise AssertionError(f"{command} names a path outside the repository: {path}")
     assert (tmp_path / "runs" / "quick-adversarial" / "summary.json").is_file()
     assert (tmp_path / "runs" / "sweep" / "sweep.csv").is_file()
+    assert (tmp_path / "paper" / "tables" / "table1.md").is_file() and (tmp_path / "paper" / "figures" / "figure1.png").is_file()

@@ -1,0 +1,145 @@
+"""What the figure and table scripts share: reading the committed logs, curves over seeds, writing outputs.
+
+The logs of one benchmark sit in one folder (paper/runs/coco): a folder per run named <benchmark>-<model>-s<seed>
+(coco-mle-s0, coco-adv-s1, ...), each with config.json, metrics.jsonl, summary.json, sweep.csv, samples/ and
+fed-mauve-T<t>.json; beside them data-texygen.json and data-fed-mauve.json (the train captions measured as if they
+were samples). These scripts read those files only: no training code, no models.
+"""
+import csv
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial"}
+COLORS = {"mle": "tab:blue", "adv": "tab:red"}
+RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z]+)-s(?P<seed>\d+)$")
+
+
+def read_csv(path) -> list:
+    """Rows of a CSV file, numbers as floats (the run name and empty cells kept as they are)."""
+    rows = list(csv.DictReader(Path(path).open()))
+    return [{k: _number(v) if k != "run" else v for k, v in r.items()} for r in rows]
+
+
+def _number(value):
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def read_jsonl(path) -> list:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def runs_by_model(folder) -> dict:
+    """{model: {seed: run folder}} for the run folders under `folder`, models in MODELS order."""
+    found = {}
+    for path in sorted(Path(folder).iterdir()):
+        match = RUN_NAME.match(path.name)
+        if path.is_dir() and match and match["model"] in MODELS:
+            found.setdefault(match["model"], {})[int(match["seed"])] = path
+    return {m: dict(sorted(found[m].items())) for m in MODELS if m in found}
+
+
+def sweeps(folder) -> dict:
+    """{model: {seed: sweep rows sorted by temperature}}."""
+    return {model: {seed: sorted(read_csv(run / "sweep.csv"), key=lambda r: r["temperature"])
+                    for seed, run in seeds.items() if (run / "sweep.csv").is_file()}
+            for model, seeds in runs_by_model(folder).items()}
+
+
+def at_temperature(rows: list, t: float) -> dict:
+    """The sweep row at temperature t."""
+    found = [r for r in rows if math.isclose(r["temperature"], t, abs_tol=1e-6)]
+    if not found:
+        raise SystemExit(f"no sweep point at temperature {t}")
+    return found[0]
+
+
+def interpolate_at(rows: list, key: str, value: float, columns: list) -> dict:
+    """The sweep linearly interpolated in temperature to where `key` equals `value`: the temperature and
+    `columns` there, or None where the sweep does not reach the value. `key` must be monotone in temperature."""
+    ts = np.array([r["temperature"] for r in rows])
+    ks = np.array([r[key] for r in rows])
+    for i in range(len(rows) - 1):
+        lo, hi = sorted((ks[i], ks[i + 1]))
+        if lo <= value <= hi and ks[i] != ks[i + 1]:
+            w = (value - ks[i]) / (ks[i + 1] - ks[i])
+            return {"temperature": ts[i] + w * (ts[i + 1] - ts[i]),
+                    **{c: rows[i][c] + w * (rows[i + 1][c] - rows[i][c]) for c in columns}}
+    return None
+
+
+def curve_at(rows: list, x: str, y: str, xs: np.ndarray) -> np.ndarray:
+    """y as a function of x along one sweep (x monotone in temperature), at xs; NaN outside the sweep's range."""
+    px = np.array([r[x] for r in rows])
+    py = np.array([r[y] for r in rows])
+    order = np.argsort(px)
+    px, py = px[order], py[order]
+    out = np.interp(xs, px, py)
+    out[(xs < px[0]) | (xs > px[-1])] = np.nan
+    return out
+
+
+def mean_std(values) -> tuple:
+    """Mean and sample standard deviation (ddof 1; NaN for one value) of the non-NaN values."""
+    v = np.asarray([x for x in values if x is not None and not np.isnan(x)], dtype=float)
+    if not len(v):
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
+
+
+def fmt(mean: float, std: float = math.nan, digits: int = 3) -> str:
+    """'0.305 ± 0.004', or '0.305' for one value."""
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def write_table(out, name: str, header: list, rows: list, note: str = "") -> Path:
+    """paper/tables/<name>.md (a Markdown table, with the note below it) and <name>.csv (the same cells)."""
+    folder = Path(out) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    md = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    md += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    (folder / f"{name}.md").write_text("\n".join(md) + ("\n\n" + note if note else "") + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    (folder / f"{name}.csv").write_text(buffer.getvalue())
+    return folder / f"{name}.md"
+
+
+def save_figure(fig, out, name: str) -> Path:
+    """paper/figures/<name>.png and .pdf (no creation date in the PDF, so unchanged logs give unchanged files)."""
+    folder = Path(out) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / f"{name}.png", dpi=150)
+    fig.savefig(folder / f"{name}.pdf", metadata={"CreationDate": None})
+    return folder / f"{name}.png"
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def arguments(description: str):
+    """--runs (the committed logs of the benchmark) and --out (the paper folder), the same for every script."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    here = Path(__file__).resolve().parent.parent
+    parser.add_argument("--runs", default=str(here / "paper" / "runs" / "coco"), help="the benchmark's logs")
+    parser.add_argument("--out", default=str(here / "paper"), help="writes OUT/figures and OUT/tables")
+    return parser.parse_args()

@@ -1,0 +1,174 @@
+"""Train and measure every run the paper needs (`make experiments`); resumable, one seed's chain at a time.
+
+For each seed, on COCO captions (experiments/data/coco):
+
+    coco-mle-s<seed>   advgen pretrain --preset coco --seed <seed>             (MLE to early stopping)
+    coco-adv-s<seed>   advgen adversarial --preset coco --init coco-mle-s<seed> (realism only)
+    each of the two:   advgen sweep --temperatures 0.5:1.5:0.1 --n 10000 --tokenize treebank
+                       advgen evaluate <samples> --metrics fed,mauve  at T=1 and at the temperature whose
+                       Self-BLEU-4 is nearest the data's (the train captions' own, measured once)
+
+Checkpoints live in the work folder (runs/paper, not committed); the logs the figures and tables read are copied
+into paper/runs/coco/<run>/ (config.json, metrics.jsonl, samples.jsonl, summary.json, sweep.csv,
+samples/T<t>.txt.gz, fed-mauve-T<t>.json) after every step. A seed whose logs are all in paper/runs is skipped.
+Otherwise its chain restarts from the first step whose output is missing from the work folder: a killed training
+run resumes from its checkpoint, a killed sweep keeps its finished points. Run folders do not outlast a machine,
+and the adversarial run and both sweeps need the MLE checkpoint, so a seed's chain has to finish where it began;
+a partly logged seed is redone whole.
+
+`--smoke` runs the whole chain at tiny sizes (two seeds, 400 train and 200 test captions, three
+temperatures, 40 samples) under --root, then
+`experiments/paper.py` on its logs; CI runs it (tests/test_experiments.py).
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path("experiments/data/coco")  # relative to the repository root, as the coco preset's paths are
+TEMPERATURES = [round(0.5 + 0.1 * i, 1) for i in range(11)]
+LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
+
+FULL = dict(pretrain=[], adversarial=[], temperatures=TEMPERATURES, n=10_000, batch_size=500, seeds="0,1,2")
+SMOKE = dict(pretrain=["--generator", "scratch:gpt2-tiny", "--tokenizer", "corpus:300", "--epochs", "0",
+                       "--max-steps", "12", "--eval-every", "6", "--batch-size", "16", "--max-target-tokens", "20"],
+             adversarial=["--discriminator", "scratch:bert-tiny", "--max-steps", "3", "--disc-warmup", "2",
+                          "--prompts-per-step", "4", "--k", "2", "--eval-samples", "8", "--checkpoint-every", "2",
+                          "--log-samples-every", "1"],
+             temperatures=[0.5, 1.0, 1.5], n=40, batch_size=40, seeds="0,1",
+             captions=(400, 200))  # the first train and test captions: the chain's every step stays small
+
+
+def advgen(*args, log: Path) -> None:
+    """One advgen command from the repository root, its output appended to `log`; a failure stops the driver."""
+    command = [sys.executable, "-m", "advgen", *map(str, args)]
+    print("$ advgen " + " ".join(map(str, args)), flush=True)
+    started = time.time()
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(command) + "\n")
+        f.flush()
+        code = subprocess.call(command, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if code != 0:
+        sys.exit(f"experiments: `advgen {args[0]}` failed with exit status {code}; see {log}")
+    print(f"  done in {time.time() - started:.0f} s", flush=True)
+
+
+def train(stage: str, folder: Path, args: list, log: Path) -> None:
+    """A training run that is complete (summary.json) is skipped, a killed one resumed from its checkpoint."""
+    if (folder / "summary.json").is_file():
+        return
+    if (folder / "checkpoint" / "state.pt").is_file():
+        advgen(stage, "--out", folder, "--resume", log=log)
+        return
+    shutil.rmtree(folder, ignore_errors=True)  # killed before its first checkpoint
+    advgen(stage, *args, "--out", folder, log=log)
+
+
+def nearest_diversity(sweep_csv: Path, target: float) -> float:
+    """The sweep temperature whose Self-BLEU-4 is nearest `target` (the data's own)."""
+    rows = common.read_csv(sweep_csv)
+    return min(rows, key=lambda r: abs(float(r["self-bleu-4"]) - target))["temperature"]
+
+
+def measure(run: str, work: Path, logs: Path, settings: dict, references: Path, data_self_bleu4: float,
+            log: Path) -> None:
+    """The sweep of one run, and FED/MAUVE at T=1 and at the data's diversity, into its log folder."""
+    sweep = work / "sweeps" / run
+    advgen("sweep", work / run, "--temperatures", ",".join(map(str, settings["temperatures"])),
+           "--n", settings["n"], "--batch-size", settings["batch_size"], "--tokenize", "treebank",
+           "--no-realism", "--out", sweep, "--resume", log=log)
+    target = logs / run
+    target.mkdir(parents=True, exist_ok=True)
+    for name in LOGS:
+        shutil.copy2(work / run / name, target / name)
+    shutil.copy2(sweep / "sweep.csv", target / "sweep.csv")
+    shutil.copytree(sweep / "samples" / run, target / "samples", dirs_exist_ok=True)
+    for t in sorted({1.0, nearest_diversity(target / "sweep.csv", data_self_bleu4)}):
+        report = target / f"fed-mauve-T{t:.2f}.json"
+        if not report.is_file():
+            advgen("evaluate", target / "samples" / f"T{t:.2f}.txt.gz", "--references", references,
+                   "--metrics", "fed,mauve", "--out", report, log=log)
+
+
+def complete(run: str, logs: Path, settings: dict) -> bool:
+    folder = logs / run
+    return (all((folder / name).is_file() for name in LOGS + ["sweep.csv"])
+            and all((folder / "samples" / f"T{t:.2f}.txt.gz").is_file() for t in settings["temperatures"])
+            and (folder / "fed-mauve-T1.00.json").is_file())
+
+
+def reference_data(logs: Path, work: Path, train_file: Path, test_file: Path, log: Path) -> float:
+    """The data's own row (the train captions as the samples, the test captions as references: Texygen's protocol,
+    FED and MAUVE) -> its Self-BLEU-4, the diversity the sweeps are matched against. Also FED and MAUVE between the
+    odd and the even test captions: the values of two samples of one distribution."""
+    report = logs / "data-texygen.json"
+    if not report.is_file():
+        advgen("evaluate", train_file, "--references", test_file, "--protocol", "texygen", "--field", "text",
+               "--out", report, log=log)
+    if not (logs / "data-fed-mauve.json").is_file():
+        advgen("evaluate", train_file, "--references", test_file, "--metrics", "fed,mauve", "--field", "text",
+               "--out", logs / "data-fed-mauve.json", log=log)
+    halves = logs / "data-test-halves-fed-mauve.json"
+    if not halves.is_file():
+        lines = (REPO / test_file).read_text().splitlines()
+        for name, half in (("a", lines[0::2]), ("b", lines[1::2])):
+            (work / f"test-half-{name}.txt").write_text("\n".join(half) + "\n")
+        advgen("evaluate", work / "test-half-a.txt", "--references", work / "test-half-b.txt",
+               "--metrics", "fed,mauve", "--field", "text", "--out", halves, log=log)
+    return json.loads(report.read_text())["metrics"]["self-bleu-4"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, run in this order [0,1,2; smoke: 0,1]")
+    parser.add_argument("--root", default=None, help="work folder for checkpoints [runs/paper; smoke: required]")
+    parser.add_argument("--logs", default=None, help="committed logs [paper/runs/coco; smoke: ROOT/runs/coco]")
+    parser.add_argument("--smoke", action="store_true", help="the whole chain at tiny sizes, then the figures")
+    args = parser.parse_args(argv)
+    if args.smoke and not args.root:
+        parser.error("--smoke needs --root (it never writes into paper/)")
+    settings = SMOKE if args.smoke else FULL
+    work = Path(args.root or REPO / "runs" / "paper").resolve()
+    logs = Path(args.logs or (work / "runs" / "coco" if args.smoke else REPO / "paper" / "runs" / "coco")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    log = work / "experiments.log"
+    train_file, test_file = DATA / "coco_train.txt", DATA / "coco_test.txt"
+    if args.smoke:
+        for name, count in zip(("train", "test"), settings["captions"]):
+            lines = (REPO / DATA / f"coco_{name}.txt").read_text().splitlines()[:count]
+            (work / f"coco_{name}.txt").write_text("\n".join(lines) + "\n")
+        train_file, test_file = work / "coco_train.txt", work / "coco_test.txt"
+    data_self_bleu4 = reference_data(logs, work, train_file, test_file, log)
+    for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
+        mle, adv = f"coco-mle-s{seed}", f"coco-adv-s{seed}"
+        if complete(mle, logs, settings) and complete(adv, logs, settings):
+            print(f"seed {seed}: complete in {logs}, skipped", flush=True)
+            continue
+        if not (work / mle).exists():  # a new chain: nothing of an earlier, unfinished one is kept
+            for run in (mle, adv):
+                shutil.rmtree(logs / run, ignore_errors=True)
+                shutil.rmtree(work / run, ignore_errors=True)
+                shutil.rmtree(work / "sweeps" / run, ignore_errors=True)
+        train("pretrain", work / mle, ["--preset", "coco", "--seed", seed, "--corpus", train_file,
+                                       "--test-corpus", test_file, *settings["pretrain"]], log)
+        train("adversarial", work / adv, ["--preset", "coco", "--init", work / mle, "--seed", seed,
+                                          *settings["adversarial"]], log)
+        for run in (mle, adv):
+            measure(run, work, logs, settings, test_file, data_self_bleu4, log)
+        print(f"seed {seed}: logs in {logs}", flush=True)
+    if args.smoke:  # the figures and tables of the smoke logs, and paper.md's quoted tables refreshed in a copy
+        (work / "paper").mkdir(exist_ok=True)
+        shutil.copy2(REPO / "paper" / "paper.md", work / "paper" / "paper.md")
+        subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs),
+                               "--out", str(work / "paper")], cwd=REPO)
+
+
+if __name__ == "__main__":
+    main()

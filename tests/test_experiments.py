@@ -1,0 +1,105 @@
+"""experiments/: the smoke chain end to end (train, sweep, FED/MAUVE, figures, tables, paper.md's quoted tables),
+its resume rules, and the interpolation the tables rest on."""
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "experiments"))
+
+import common  # noqa: E402
+
+
+def smoke(root: Path) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "run.py"), "--smoke", "--root", str(root)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    smoke(root)
+    return root
+
+
+def test_the_smoke_chain_writes_every_log_figure_and_table(smoke_root):
+    logs = smoke_root / "runs" / "coco"
+    for run in ("coco-mle-s0", "coco-adv-s0", "coco-mle-s1", "coco-adv-s1"):
+        for name in ("config.json", "metrics.jsonl", "summary.json", "sweep.csv", "fed-mauve-T1.00.json"):
+            assert (logs / run / name).is_file(), (run, name)
+        assert sorted(p.name for p in (logs / run / "samples").iterdir()) == ["T0.50.txt.gz", "T1.00.txt.gz",
+                                                                               "T1.50.txt.gz"]
+        assert not (logs / run / "checkpoint").exists() and not (logs / run / "generator").exists()
+    for name in ("data-texygen.json", "data-fed-mauve.json", "data-test-halves-fed-mauve.json"):
+        assert (logs / name).is_file(), name
+    plt = common.pyplot()
+    for name in ("figure1", "figure2"):
+        image = plt.imread(smoke_root / "paper" / "figures" / f"{name}.png")  # opens as a picture
+        assert image.ndim == 3 and image.shape[0] > 500 and image.std() > 0.01
+        assert (smoke_root / "paper" / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    table1 = list(csv.reader((smoke_root / "paper" / "tables" / "table1.csv").open()))
+    labels = [row[0] for row in table1[1:]]
+    assert "Texygen MLE (published)" in labels and "COCO train captions (real data)" in labels
+    mle = table1[labels.index("advgen MLE") + 1]
+    assert mle[1] == "2" and "±" in mle[3]  # two seeds: mean ± std
+    sweep0 = common.read_csv(logs / "coco-mle-s0" / "sweep.csv")
+    sweep1 = common.read_csv(logs / "coco-mle-s1" / "sweep.csv")
+    bleu4 = [common.at_temperature(s, 1.0)["bleu-4"] for s in (sweep0, sweep1)]
+    assert mle[header_index(table1, "BLEU-4")] == common.fmt(*common.mean_std(bleu4))
+    for name in ("table2", "table3", "table4"):
+        assert (smoke_root / "paper" / "tables" / f"{name}.md").read_text().startswith("| ")
+    paper = (smoke_root / "paper" / "paper.md").read_text()  # the copy whose quoted tables were refreshed
+    assert (smoke_root / "paper" / "tables" / "table1.md").read_text().strip() in paper
+
+
+def header_index(table, name):
+    return table[0].index(name)
+
+
+def test_a_finished_chain_is_skipped_and_a_missing_log_is_redone(smoke_root):
+    logs = smoke_root / "runs" / "coco"
+    summary = (logs / "coco-mle-s1" / "summary.json").read_text()
+    report = logs / "coco-adv-s1" / "fed-mauve-T1.00.json"
+    before = json.loads(report.read_text())["metrics"]
+    report.unlink()
+    out = smoke(smoke_root)
+    assert "seed 0: complete" in out and "seed 1: complete" not in out
+    assert "advgen pretrain" not in out and "advgen adversarial" not in out  # both runs are finished in the work folder
+    assert out.count("advgen evaluate") == 1  # the missing report, nothing else
+    assert (logs / "coco-mle-s1" / "summary.json").read_text() == summary
+    assert json.loads(report.read_text())["metrics"] == pytest.approx(before, rel=1e-6)
+
+
+def test_interpolation_at_a_value_between_two_sweep_points():
+    rows = [{"temperature": 0.9, "bleu-4": 0.40, "self-bleu-4": 0.70},
+            {"temperature": 1.0, "bleu-4": 0.30, "self-bleu-4": 0.55},
+            {"temperature": 1.1, "bleu-4": 0.20, "self-bleu-4": 0.40}]
+    at = common.interpolate_at(rows, "bleu-4", 0.25, ["self-bleu-4"])
+    assert at["temperature"] == pytest.approx(1.05) and at["self-bleu-4"] == pytest.approx(0.475)
+    assert common.interpolate_at(rows, "bleu-4", 0.5, ["self-bleu-4"]) is None  # outside the sweep
+    got = common.curve_at(rows, "bleu-4", "self-bleu-4", np.array([0.2, 0.35, 0.45]))
+    assert got[:2] == pytest.approx([0.40, 0.625]) and math.isnan(got[2])
+    assert common.mean_std([1.0, 3.0]) == pytest.approx((2.0, math.sqrt(2)))
+    assert common.fmt(0.30512) == "0.305" and common.fmt(0.3, 0.01) == "0.300 ± 0.010"
+
+
+def test_paper_md_quotes_the_current_tables(tmp_path):
+    import paper
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "table9.md").write_text("| a |\n|---|\n| 1 |\n\nnote\n")
+    md = tmp_path / "paper.md"
+    md.write_text("text\n<!-- table table9 -->\n<!-- end table9 -->\nmore\n")
+    paper.refresh_tables(md, tmp_path / "tables")
+    assert md.read_text() == "text\n<!-- table table9 -->\n| a |\n|---|\n| 1 |\n\nnote\n<!-- end table9 -->\nmore\n"
+    (tmp_path / "tables" / "table9.md").write_text("| a |\n|---|\n| 2 |\n")  # a new table replaces the old one
+    paper.refresh_tables(md, tmp_path / "tables")
+    assert md.read_text() == "text\n<!-- table table9 -->\n| a |\n|---|\n| 2 |\n<!-- end table9 -->\nmore\n"
