@@ -108,6 +108,7 @@ def test_run_trains_both_models_and_logs_everything(init, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 and 0 <= summary["d_fake_end"] <= 1 and summary["skipped_steps"] == 0
     assert 0 <= summary["realism_start"] <= 1 and "style_start" not in summary
+    assert summary["device"].startswith("cpu (") and summary["processes"] == 1
     assert set(summary["final"]) == set(summary["init"]) >= {"distinct2", "self_bleu4", "d_real_final_discriminator",
                                                               "disc_accuracy_final_discriminator"}
     assert all(0 <= summary[name]["disc_accuracy_final_discriminator"] <= 1 for name in ("final", "init"))

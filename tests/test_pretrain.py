@@ -49,6 +49,7 @@ def test_pretrain_writes_a_complete_run(tmp_path):
     assert [s["step"] for s in samples] == [3, 3, 6, 6] and all(s["prompt"] == "title:" for s in samples)
     summary = json.loads((run / "summary.json").read_text())
     assert math.isfinite(summary["test_ppl"]) and summary["test_unigram_ppl"] > 1
+    assert summary["device"].startswith("cpu (") and summary["device"].endswith(" threads)") and summary["processes"] == 1
     model = AutoModelForCausalLM.from_pretrained(run / "generator")
     tok = AutoTokenizer.from_pretrained(run / "generator")
     assert model.config.n_layer == 2 and len(tok) == 50257
