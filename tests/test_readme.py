@@ -75,8 +75,9 @@ def run(command: str) -> None:
     assert argv[0] == "advgen", f"the README shows a command this test does not know how to run: {command}"
     tiny = TINY[argv[1]]
     if "--preset" in argv and argv[argv.index("--preset") + 1] == "coco":  # the benchmark's own files, a tiny model
-        at = tiny.index("--corpus")
-        tiny = tiny[:at] + tiny[at + 2:] + ["--tokenizer", "corpus:300"]
+        if "--corpus" in tiny:  # pretrain: the preset's own corpus, a tokenizer small enough for it
+            at = tiny.index("--corpus")
+            tiny = tiny[:at] + tiny[at + 2:] + ["--tokenizer", "corpus:300"]
     result = CliRunner().invoke(main, argv[1:] + tiny)
     assert result.exit_code == 0, f"{command}\n{result.output[-3000:]}"
 
