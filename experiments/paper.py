@@ -12,7 +12,7 @@ from pathlib import Path
 import common
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["table1.py", "table2.py", "table3.py", "table4.py", "figure1.py", "figure2.py"]
+SCRIPTS = ["table1.py", "table2.py", "table3.py", "table4.py", "table5.py", "figure1.py", "figure2.py"]
 BLOCK = re.compile(r"(<!-- table (?P<name>\w+) -->\n)(?:.*?\n)?(<!-- end (?P=name) -->)", re.S)
 
 

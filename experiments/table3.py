@@ -29,9 +29,10 @@ def main():
             diff = adv[:, i] - mle[:, i]
             rows.append([f"BLEU-{n}", f"{value:.2f}", len(pairs), common.fmt(*common.mean_std(mle[:, i])),
                          common.fmt(*common.mean_std(adv[:, i])), common.fmt(*common.mean_std(diff)),
-                         f"{int((diff < 0).sum())}/{len(pairs)}"])
+                         f"{int((diff < 0).sum())}/{len(pairs)}", " / ".join(f"{d:+.3f}" for d in diff)])
     header = ["quality", "matched value", "seed pairs", "MLE Self-BLEU", "adversarial Self-BLEU",
-              "adversarial - MLE", "pairs where adversarial is more diverse"]
+              "adversarial - MLE", "pairs where adversarial is more diverse",
+              "adversarial - MLE by seed (" + ", ".join(f"s{s}" for s in pairs) + ")"]
     note = "Self-BLEU at the matched BLEU of the same order (BLEU-4 with Self-BLEU-4, BLEU-5 with Self-BLEU-5)."
     print(common.write_table(args.out, "table3", header, rows, note))
 

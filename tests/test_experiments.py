@@ -54,7 +54,7 @@ def test_the_smoke_chain_writes_every_log_figure_and_table(smoke_root):
     sweep1 = common.read_csv(logs / "coco-mle-s1" / "sweep.csv")
     bleu4 = [common.at_temperature(s, 1.0)["bleu-4"] for s in (sweep0, sweep1)]
     assert mle[header_index(table1, "BLEU-4")] == common.fmt(*common.mean_std(bleu4))
-    for name in ("table2", "table3", "table4"):
+    for name in ("table2", "table3", "table4", "table5"):
         assert (smoke_root / "paper" / "tables" / f"{name}.md").read_text().startswith("| ")
     paper = (smoke_root / "paper" / "paper.md").read_text()  # the copy whose quoted tables were refreshed
     assert (smoke_root / "paper" / "tables" / "table1.md").read_text().strip() in paper
