@@ -112,7 +112,11 @@ def train_scorer(preset, **flags):
 
 @main.command()
 @click.argument("run", type=click.Path(path_type=str))
-@click.option("--n", type=int, default=1000, show_default=True, help="number of texts")
+@click.option("--n", type=int, default=None, help="number of texts, prompted from the test split [default: 1000]")
+@click.option("--inputs", type=click.Path(path_type=str), default=None,
+              help="a .jsonl/.csv file of new items, each row with the run's condition fields (and its source field): "
+                   "--num-samples texts per row, in the file's order, instead of --n test-split prompts")
+@click.option("--num-samples", type=int, default=1, show_default=True, help="texts per --inputs row")
 @click.option("--out", type=click.Path(path_type=str), required=True, help="JSONL file to write")
 @click.option("--condition", default=None, help="fixed condition values, e.g. department=Dresses,rating=5; "
               "unset condition fields are drawn from the test split")

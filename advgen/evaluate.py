@@ -1,7 +1,7 @@
 """The commands that use a trained run: `advgen sample`, `advgen evaluate` and `advgen sweep`.
 
-sample: a run's generator, prompted as it was trained (test-split rows, some condition values fixed),
--> a JSONL file of texts with their token counts and log-probabilities.
+sample: a run's generator, prompted as it was trained (test-split rows, some condition values fixed, or the rows of
+a file of new items) -> a JSONL file of texts with their token counts and log-probabilities.
 evaluate: samples (a .txt/.jsonl/.csv file, or drawn from a run's generator) against references
 (a split of the run's corpus, or a file) -> a table on the terminal and a JSON report.
 sweep: each run sampled across temperatures -> quality (BLEU-4, test NLL, realism where the run has
@@ -68,26 +68,58 @@ def parse_condition(text, conditioned: list) -> dict:
     return values
 
 
-def sample_run(run, out, n: int, condition=None, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
-               repetition_penalty=1.0, max_new_tokens=None, batch_size=64, seed=0, device="auto",
-               compile=False) -> Path:
-    """Sample n texts from the generator of a run folder into a JSONL file, written atomically.
+def input_rows(path, cfg: PretrainConfig, fixed: dict) -> list:
+    """The rows of an --inputs file (.jsonl or .csv, optionally .gz), each with every field the run's prompt needs
+    (its condition fields and its source), `fixed` values applied over the file's. A row without one: an error
+    naming the row (1-based, as a line of JSONL or a data row of CSV) and the field."""
+    try:
+        records = data.load_corpus(path)
+    except AdvgenError as e:
+        raise AdvgenError(f"--inputs: {e}") from None
+    needed = list(cfg.condition) + ([cfg.source] if cfg.source else [])
+    rows = []
+    for i, record in enumerate(records, 1):
+        row = {**record, **fixed}
+        missing = [f for f in needed if row.get(f) is None or not str(row[f]).strip()]
+        if missing:
+            raise AdvgenError(f"--inputs {path} row {i} has no '{missing[0]}' (the run's prompt needs "
+                              f"{', '.join(needed)})")
+        rows.append(row)
+    return rows
 
-    Prompts follow the run's task: condition fields given in `condition` are fixed; the others, and the
-    source text of source-conditioned runs, come from the run's test split in a seeded order."""
-    if n < 1 or batch_size < 1:
-        raise AdvgenError("--n and --batch-size must be positive")
+
+def sample_run(run, out, n=None, condition=None, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+               repetition_penalty=1.0, max_new_tokens=None, batch_size=64, seed=0, device="auto",
+               compile=False, inputs=None, num_samples=1) -> Path:
+    """Sample texts from the generator of a run folder into a JSONL file, written atomically.
+
+    Prompts follow the run's task. Without `inputs`: n prompts, whose condition fields given in `condition` are
+    fixed and whose other fields, and the source text of source-conditioned runs, come from the run's test split
+    in a seeded order. With `inputs` (a .jsonl/.csv file of new items): `num_samples` texts per row, in the file's
+    order, each output row carrying the input row's columns (with `condition` applied) under "input" and its 1-based
+    number under "row"."""
+    if inputs is not None and n is not None:
+        raise AdvgenError("--n and --inputs exclude each other: with --inputs, --num-samples texts per row")
+    n = 1000 if n is None else n
+    if n < 1 or batch_size < 1 or num_samples < 1:
+        raise AdvgenError("--n, --num-samples and --batch-size must be positive")
     kernels.check_controls(temperature, top_k, top_p, min_p, repetition_penalty)
     dev = models.resolve_device(device)
     _, cfg, _, model, tokenizer = runs.load(run)
     fixed = parse_condition(condition, cfg.condition)
-    records = data.load_splits(cfg)["test"]
-    order = random.Random(seeds.derive(seed, "test-order")).sample(range(len(records)), len(records))
-    rows = [{**records[order[i % len(records)]], **fixed} for i in range(n)]
-    batches = runs.sample_rows(model.to(dev), tokenizer, cfg, rows, n, max_new_tokens, batch_size, seed,
+    if inputs is not None:
+        given = input_rows(inputs, cfg, fixed)
+        rows = [given[i] for i in range(len(given)) for _ in range(num_samples)]
+        numbers = [i + 1 for i in range(len(given)) for _ in range(num_samples)]
+    else:
+        records = data.load_splits(cfg)["test"]
+        order = random.Random(seeds.derive(seed, "test-order")).sample(range(len(records)), len(records))
+        rows = [{**records[order[i % len(records)]], **fixed} for i in range(n)]
+        numbers = None
+    batches = runs.sample_rows(model.to(dev), tokenizer, cfg, rows, len(rows), max_new_tokens, batch_size, seed,
                                temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                repetition_penalty=repetition_penalty, compile=compile)
-    with atomic(out) as tmp, open(tmp, "w") as f, progress(n, "sample", unit="text") as bar:
+    with atomic(out) as tmp, open(tmp, "w") as f, progress(len(rows), "sample", unit="text") as bar:
         for start, s in batches:
             for i, text in enumerate(sampling.decode(tokenizer, s)):
                 r = rows[start + i]
@@ -98,6 +130,8 @@ def sample_run(run, out, n: int, condition=None, temperature=1.0, top_k=0, top_p
                 row.update(tokens=length, finished=bool(length and s.tokens[i, length - 1] == tokenizer.eos_token_id),
                            logprob=round(float(s.logprobs[i].sum()), 4),
                            model_logprob=round(float(s.model_logprobs[i].sum()), 4))
+                if numbers is not None:
+                    row.update(row=numbers[start + i], input=given[numbers[start + i] - 1])
                 f.write(json.dumps(row) + "\n")
             bar.update(len(s.tokens))
     return Path(out)

@@ -377,3 +377,58 @@ def test_sample_command_bad_input_exits_2_and_keeps_the_old_file(run, tmp_path, 
 def test_sample_command_needs_a_run_folder(tmp_path):
     result = CliRunner().invoke(main, ["sample", str(tmp_path / "missing"), "--out", str(tmp_path / "s.jsonl")])
     assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+ITEMS = [{"sku": "A1", "department": "Dresses", "rating": 5}, {"sku": "B2", "department": "Tops", "rating": "2"},
+         {"sku": "C3", "department": "Jackets", "rating": 4}]  # not rows of the corpus: written by hand
+
+
+def test_sample_command_generates_for_each_row_of_a_file_of_new_items(run, tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in ITEMS))
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(main, ["sample", str(run), "--inputs", str(items), "--num-samples", "2",
+                                       "--batch-size", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["row"] for r in rows] == [1, 1, 2, 2, 3, 3]  # k per row, in the file's order
+    assert [r["input"] for r in rows] == [item for item in ITEMS for _ in range(2)]  # the columns carried over
+    assert [r["condition"] for r in rows] == [{"department": i["department"], "rating": i["rating"]}
+                                              for i in ITEMS for _ in range(2)]
+    # The prompt is the item's: the same items as CSV, one sample each, at temperature 0, give one text per item,
+    # and that text is the greedy continuation of the item's own prompt.
+    csv_items = tmp_path / "items.csv"
+    csv_items.write_text("sku,department,rating\n" + "".join(f"{r['sku']},{r['department']},{r['rating']}\n" for r in ITEMS))
+    greedy = tmp_path / "g.jsonl"
+    result = CliRunner().invoke(main, ["sample", str(run), "--inputs", str(csv_items), "--temperature", "0",
+                                       "--out", str(greedy)])
+    assert result.exit_code == 0, result.output
+    texts = [json.loads(line)["text"] for line in greedy.read_text().splitlines()]
+    from advgen import runs
+    _, cfg, _, model, tokenizer = runs.load(run)
+    for item, text in zip(ITEMS, texts):
+        prompt = runs.prompt(tokenizer, cfg, {k: str(v) for k, v in item.items()})
+        s = sampling.generate(model, [prompt], cfg.max_target_tokens, eos_id=tokenizer.eos_token_id,
+                              pad_id=tokenizer.pad_token_id, temperature=0)
+        assert sampling.decode(tokenizer, s) == [text]
+    assert len(texts) == 3
+
+
+@pytest.mark.parametrize("content,args,message", [
+    ('{"department": "Dresses", "rating": 5}\n{"department": "Tops"}\n', [], "row 2 has no 'rating'"),
+    ('{"department": "", "rating": 5}\n', [], "row 1 has no 'department'"),
+    ('{"department": "Dresses", "rating": 5}\nnot json\n', [], "line 2 is not JSON"),
+    ('{"department": "Dresses", "rating": 5}\n', ["--n", "3"], "--n and --inputs exclude each other"),
+    ('{"department": "Dresses", "rating": 5}\n', ["--num-samples", "0"], "must be positive"),
+    (None, [], "--inputs: corpus not found"),
+])
+def test_sample_command_bad_inputs_file_exits_2_and_writes_nothing(run, tmp_path, content, args, message):
+    items = tmp_path / "items.jsonl"
+    if content is not None:
+        items.write_text(content)
+    out = tmp_path / "s.jsonl"
+    out.write_text("keep me\n")
+    result = CliRunner().invoke(main, ["sample", str(run), "--inputs", str(items), *args, "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.strip().count("\n") == 0, result.output  # one line
+    assert out.read_text() == "keep me\n" and not (tmp_path / "s.jsonl.tmp").exists()
