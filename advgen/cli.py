@@ -117,6 +117,10 @@ def train_scorer(preset, **flags):
               help="a .jsonl/.csv file of new items, each row with the run's condition fields (and its source field): "
                    "--num-samples texts per row, in the file's order, instead of --n test-split prompts")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="texts per --inputs row")
+@click.option("--best-of", type=int, default=1, show_default=True,
+              help="draw N texts per wanted text and keep the one --rerank-by rates best")
+@click.option("--rerank-by", type=click.Path(path_type=str), default=None,
+              help="a scorer folder (advgen train-scorer): style ranks by P(the prompt's label), click by P(engaged)")
 @click.option("--out", type=click.Path(path_type=str), required=True, help="JSONL file to write")
 @click.option("--condition", default=None, help="fixed condition values, e.g. department=Dresses,rating=5; "
               "unset condition fields are drawn from the test split")
@@ -158,16 +162,36 @@ def sample(run, compile_, **kwargs):
 @click.option("--protocol", type=click.Choice(["texygen"]), default=None,
               help="a published table's settings, replacing --metrics, --tokenize, --max-n and --n: texygen = BLEU-2..5 "
                    "and Self-BLEU-2..5, Treebank words, 10,000 samples from a run")
+@click.option("--scorer", "scorer_folders", multiple=True, type=click.Path(path_type=str),
+              help="a scorer folder, repeatable: a style scorer's share of samples with their prompt's label, "
+                   "a click model's mean P(engaged)")
 @bad_input_exits_2
 def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed,
-             protocol):
+             protocol, scorer_folders):
     """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
     from advgen.evaluate import evaluate as run_evaluate, table
 
     report = run_evaluate(samples_or_run, references, metric_names, out, n=n, temperature=temperature, field=field,
-                          tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed, protocol=protocol)
+                          tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed, protocol=protocol,
+                          scorer_folders=scorer_folders)
     click.echo(table(report))
     click.echo(f"report: {out}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--scorer", "scorer_folders", multiple=True, type=click.Path(path_type=str), required=True,
+              help="a scorer folder (advgen train-scorer), repeatable")
+@click.option("--out", required=True, help="JSONL file to write: FILE's rows with one score per scorer")
+@click.option("--field", default="text", show_default=True, help="the text column of a .jsonl/.csv FILE")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@bad_input_exits_2
+def score(file, scorer_folders, out, field, batch_size, device):
+    """Score every text of a .txt/.jsonl/.csv file with style and click scorers (one score per text and scorer)."""
+    from advgen.evaluate import score_file
+
+    click.echo(f"wrote {score_file(file, list(scorer_folders), out, field=field, batch_size=batch_size, device=device)}")
 
 
 @main.command()

@@ -90,14 +90,21 @@ def input_rows(path, cfg: PretrainConfig, fixed: dict) -> list:
 
 def sample_run(run, out, n=None, condition=None, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
                repetition_penalty=1.0, max_new_tokens=None, batch_size=64, seed=0, device="auto",
-               compile=False, inputs=None, num_samples=1) -> Path:
+               compile=False, inputs=None, num_samples=1, best_of=1, rerank_by=None) -> Path:
     """Sample texts from the generator of a run folder into a JSONL file, written atomically.
 
     Prompts follow the run's task. Without `inputs`: n prompts, whose condition fields given in `condition` are
     fixed and whose other fields, and the source text of source-conditioned runs, come from the run's test split
     in a seeded order. With `inputs` (a .jsonl/.csv file of new items): `num_samples` texts per row, in the file's
     order, each output row carrying the input row's columns (with `condition` applied) under "input" and its 1-based
-    number under "row"."""
+    number under "row".
+
+    `best_of` N > 1 with `rerank_by` (a scorer folder): N draws per wanted text, of which the one the scorer rates
+    best is kept (style: P(the prompt's own label); click: P(engaged)), with its score and N under "rerank"."""
+    if (best_of > 1) != (rerank_by is not None):
+        raise AdvgenError("--best-of N (N > 1) and --rerank-by SCORER go together")
+    if best_of < 1:
+        raise AdvgenError(f"--best-of must be positive, got {best_of}")
     if inputs is not None and n is not None:
         raise AdvgenError("--n and --inputs exclude each other: with --inputs, --num-samples texts per row")
     n = 1000 if n is None else n
@@ -116,13 +123,17 @@ def sample_run(run, out, n=None, condition=None, temperature=1.0, top_k=0, top_p
         order = random.Random(seeds.derive(seed, "test-order")).sample(range(len(records)), len(records))
         rows = [{**records[order[i % len(records)]], **fixed} for i in range(n)]
         numbers = None
-    batches = runs.sample_rows(model.to(dev), tokenizer, cfg, rows, len(rows), max_new_tokens, batch_size, seed,
+    reranker = scorers.load_scorer(rerank_by, dev) if rerank_by is not None else None
+    drawn = [r for r in rows for _ in range(best_of)]  # best_of consecutive draws per wanted text
+    batches = runs.sample_rows(model.to(dev), tokenizer, cfg, drawn, len(drawn), max_new_tokens, batch_size, seed,
                                temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                repetition_penalty=repetition_penalty, compile=compile)
-    with atomic(out) as tmp, open(tmp, "w") as f, progress(len(rows), "sample", unit="text") as bar:
+    written = []
+    with progress(len(drawn), "sample", unit="text") as bar:
         for start, s in batches:
             for i, text in enumerate(sampling.decode(tokenizer, s)):
-                r = rows[start + i]
+                j = (start + i) // best_of  # the wanted text this draw is for
+                r = rows[j]
                 row = {"text": text, "condition": {c: r[c] for c in cfg.condition}}
                 if cfg.source:
                     row["source"] = r[cfg.source]
@@ -131,9 +142,72 @@ def sample_run(run, out, n=None, condition=None, temperature=1.0, top_k=0, top_p
                            logprob=round(float(s.logprobs[i].sum()), 4),
                            model_logprob=round(float(s.model_logprobs[i].sum()), 4))
                 if numbers is not None:
-                    row.update(row=numbers[start + i], input=given[numbers[start + i] - 1])
-                f.write(json.dumps(row) + "\n")
+                    row.update(row=numbers[j], input=given[numbers[j] - 1])
+                written.append(row)
             bar.update(len(s.tokens))
+    if reranker is not None:
+        scores = [j["score"] for j in scorers.judge(reranker, [r["text"] for r in written], drawn, batch_size)]
+        best = [max(range(k, k + best_of), key=scores.__getitem__) for k in range(0, len(written), best_of)]
+        written = [{**written[b], "rerank": {"scorer": str(rerank_by), "score": round(scores[b], 6), "of": best_of}}
+                   for b in best]
+    with atomic(out) as tmp, open(tmp, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in written)
+    return Path(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# score
+
+def named_scorers(folders, device) -> dict:
+    """Scorer folders -> {folder name: Scorer}; two folders of one name would be ambiguous in a report."""
+    named = {}
+    for folder in folders or ():
+        name = Path(folder).name
+        if name in named:
+            raise AdvgenError(f"two scorers named {name!r}: give scorer folders with different names")
+        named[name] = scorers.load_scorer(folder, device)
+    return named
+
+
+def scorer_metrics(named: dict, texts: list, records: list, batch_size: int = 64) -> dict:
+    """Each scorer's verdict on the samples, for a report: a style scorer's share of the samples it assigns to
+    their prompt's label (`style-accuracy/NAME`, over the samples whose prompt states one) and its mean
+    P(that label); a click model's mean P(engaged) (`click/NAME`); a discriminator's mean P(real)."""
+    values = {}
+    for name, scorer in named.items():
+        verdicts = scorers.judge(scorer, texts, records, batch_size)
+        kind = scorer.info["kind"]
+        if kind == "style":
+            targeted = [v for v in verdicts if "target" in v]
+            if not targeted:
+                raise AdvgenError(f"style scorer {name}: no sample's prompt states a '{scorer.info['label']}' "
+                                  "label to measure against")
+            values[f"style-accuracy/{name}"] = float(np.mean([v["label"] == v["target"] for v in targeted]))
+            values[f"style-p/{name}"] = float(np.mean([v["score"] for v in targeted]))
+        else:
+            values[f"{kind}/{name}"] = float(np.mean([v["score"] for v in verdicts]))
+    return values
+
+
+def score_file(path, scorer_folders: list, out, field: str = "text", batch_size: int = 64, device="auto") -> Path:
+    """One score per text of a .txt/.jsonl/.csv file for each scorer, into a JSONL file (written atomically): the
+    file's rows with NAME (the scorer's score: P(engaged), P(real), or for a style scorer P(the row's own label)
+    where the row states one, else P(its top label)) and, for a style scorer, NAME/label (its top label)."""
+    if not scorer_folders:
+        raise AdvgenError("--scorer: give at least one scorer folder")
+    if batch_size < 1:
+        raise AdvgenError(f"--batch-size must be positive, got {batch_size}")
+    records = data.load_corpus(path)
+    texts = texts_of(records, field, f"file {path}")
+    named = named_scorers(scorer_folders, models.resolve_device(device))
+    rows = [dict(r) for r in records]
+    for name, scorer in named.items():
+        for row, verdict in zip(rows, scorers.judge(scorer, texts, records, batch_size)):
+            row[name] = round(verdict["score"], 6)
+            if "label" in verdict:
+                row[f"{name}/label"] = verdict["label"]
+    with atomic(out) as tmp, open(tmp, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
     return Path(out)
 
 
@@ -161,9 +235,10 @@ def unique_embeddings(texts: list, encoder) -> np.ndarray:
 
 def evaluate(samples_or_run: str, references: str = "test", metric_names=None, out=None, n: int = 0,
              temperature: float = 1.0, field: str = "title", tokenize: str = "whitespace", max_n: int = 4,
-             batch_size: int = 64, seed: int = 0, protocol: str = None) -> dict:
+             batch_size: int = 64, seed: int = 0, protocol: str = None, scorer_folders=()) -> dict:
     """-> the report: every requested metric of the samples against the references, and its timing. A named
-    `protocol` (PROTOCOLS) replaces the metrics, tokenization, largest order and number of samples."""
+    `protocol` (PROTOCOLS) replaces the metrics, tokenization, largest order and number of samples. Each scorer
+    of `scorer_folders` adds its verdict on the samples (scorer_metrics)."""
     started = time.time()
     if protocol is not None:
         if protocol not in PROTOCOLS:
@@ -195,7 +270,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         if not Path(samples_or_run).read_bytes().strip():
             raise AdvgenError(f"samples file {samples_or_run} is empty")
         cfg = PretrainConfig(field=field)
-        samples = texts_of(data.load_corpus(samples_or_run), field, f"samples file {samples_or_run}")
+        sample_records = data.load_corpus(samples_or_run)
+        samples = texts_of(sample_records, field, f"samples file {samples_or_run}")
     ref_records, ref_label = reference_records(references, cfg)
     refs = texts_of(ref_records, cfg.field, f"references {ref_label}")
     if run:
@@ -203,6 +279,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         records = data.select(ref_records, cfg.field, cfg.condition, cfg.source, plain)  # prompts need the condition fields
         samples = runs.sample_texts(model, tokenizer, cfg, records, n or len(records), batch_size=batch_size,
                                     seed=seed, temperature=temperature)
+        sample_records = [records[i % len(records)] for i in range(len(samples))]  # each sample's prompt row
+    named = named_scorers(scorer_folders, models.resolve_device("auto"))
     seconds["load"] = time.time() - clock
 
     values = {}
@@ -241,6 +319,10 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
                 model, tokenizer, examples, batch_size, next(model.parameters()).device, temperature=temperature)
             values["ppl"] = metrics.perplexity(values["nll"])
         seconds[name] = time.time() - clock
+    if named:
+        clock = time.time()
+        values.update(scorer_metrics(named, samples, sample_records, batch_size))
+        seconds["scorers"] = time.time() - clock
     seconds["total"] = time.time() - started
     report = {"samples": str(samples_or_run), "n_samples": len(samples), "references": ref_label,
               "n_references": len(refs), "protocol": protocol, "tokenize": tokenize,

@@ -99,6 +99,34 @@ def probabilities(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Te
     return probs
 
 
+def target_of(record: dict, scorer: Scorer):
+    """The class a style scorer should give a text written for `record`: the record's own value of the scorer's
+    label (a field of the record or of its "condition", as samples files carry it); None where it states none,
+    and for scorers of other kinds."""
+    if scorer.info["kind"] != "style":
+        return None
+    return label_of({**record, **(record.get("condition") or {})}, "style", scorer.info["label"])
+
+
+def judge(scorer: Scorer, texts: list, records: list = None, batch_size: int = 64) -> list:
+    """What a scorer says of each text: {"score"} = P(engaged) for a click model, P(real) for a discriminator; for
+    a style scorer also {"label"} (its most probable class) and, where the text's record (`records`, one per
+    text) states a target label, {"target"}, and then "score" is P(target), else P(label)."""
+    probs = probabilities(scorer, texts, batch_size)
+    if scorer.info["kind"] != "style":
+        return [{"score": float(p)} for p in probs[:, 1]]
+    labels = scorer.info["labels"]
+    out = []
+    for i, p in enumerate(probs):
+        top = int(p.argmax())
+        target = target_of(records[i], scorer) if records is not None else None
+        if target is not None and target not in labels:
+            raise AdvgenError(f"target label {target!r} is not a label of the style scorer ({', '.join(labels)})")
+        out.append({"score": float(p[labels.index(target) if target is not None else top]), "label": labels[top],
+                    **({"target": target} if target is not None else {})})
+    return out
+
+
 def new_discriminator(spec: str, max_length: int = 128, dropout=None, seed: int = 0) -> Scorer:
     """A new realism discriminator: the encoder `spec` (models.load_discriminator) with a 2-way head,
     class 1 = real, class 0 = generated (discriminator_step trains it)."""

@@ -31,7 +31,8 @@ TINY = {  # appended to each command: click keeps the last value of an option gi
                     "--device", "cpu"],
     "train-scorer": ["--model", "scratch:bert-tiny", "--corpus", "tiny.jsonl", "--max-steps", "2", "--eval-every", "2",
                      "--max-length", "16", "--batch-size", "4", "--device", "cpu"],
-    "sample": ["--n", "4", "--device", "cpu"],
+    "sample": ["--n", "4", "--device", "cpu"],  # "--n" is dropped where the command samples for --inputs
+    "score": ["--device", "cpu"],
     "evaluate": ["--n", "16"],
     "sweep": ["--n", "4", "--temperatures", "0.8,1.0"],
 }
@@ -74,6 +75,9 @@ def run(command: str) -> None:
         return
     assert argv[0] == "advgen", f"the README shows a command this test does not know how to run: {command}"
     tiny = TINY[argv[1]]
+    if "--inputs" in argv:  # one block of texts per input row: the file sets the count
+        at = tiny.index("--n")
+        tiny = tiny[:at] + tiny[at + 2:]
     if "--preset" in argv and argv[argv.index("--preset") + 1] == "coco":  # the benchmark's own files, a tiny model
         if "--corpus" in tiny:  # pretrain: the preset's own corpus, a tokenizer small enough for it
             at = tiny.index("--corpus")
@@ -88,6 +92,7 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the repository root, as far as the commands can tell: they write runs/ only
     tiny_corpus(tmp_path / "tiny.jsonl")
     (tmp_path / "experiments").symlink_to(ROOT / "experiments")  # the benchmark files the coco preset reads
+    (tmp_path / "docs").symlink_to(ROOT / "docs")  # the example files the README's commands read
     for command in commands:
         if any(command.startswith(prefix) for prefix in INSTALLING) or command in SMOKED:
             continue

@@ -213,3 +213,124 @@ def test_existing_scorer_folder_is_left_alone(tmp_path):
     result = train_scorer("--out", tmp_path / "scorer", "--max-steps", 2)
     assert result.exit_code == 2 and "already exists" in result.stderr
     assert [p.name for p in (tmp_path / "scorer").iterdir()] == ["notes.txt"]
+
+
+# --- scoring texts: `advgen score`, `advgen evaluate --scorer`, `advgen sample --best-of` -------------------
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A style scorer of department, a click scorer, and a generator conditioned on department (all tiny)."""
+    root = tmp_path_factory.mktemp("scored")
+    for kind, label in (("style", "department"), ("click", "feedback_count")):
+        result = train_scorer("--kind", kind, "--label", label, "--max-steps", 4, "--out", root / f"{kind}-{label}")
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, [
+        "pretrain", "--generator", "scratch:gpt2-tiny", "--batch-size", "8", "--eval-batches", "1", "--num-samples", "1",
+        "--max-target-tokens", "8", "--max-steps", "2", "--eval-every", "2", "--test-batches", "1",
+        "--condition", "department", "--out", str(root / "run")])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_score_command_writes_one_score_per_text_and_scorer(scored, tmp_path):
+    rows = [{"text": "love this dress, so flattering", "department": "Dresses"},
+            {"text": "the jacket is warm", "department": "Jackets"}, {"text": "", "department": "Tops"}]
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "scores.jsonl"
+    style_dir, click_dir = scored / "style-department", scored / "click-feedback_count"
+    result = CliRunner().invoke(main, ["score", str(texts), "--scorer", str(style_dir), "--scorer", str(click_dir),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    style, click = scorers.load_scorer(style_dir), scorers.load_scorer(click_dir)
+    p = scorers.probabilities(style, [r["text"] for r in rows])
+    labels = style.info["labels"]
+    for row, g, probs in zip(rows, got, p):
+        assert {k: g[k] for k in row} == row  # the file's columns carried over
+        # a style score is P(the row's own label); its label, the scorer's top class
+        assert g["style-department"] == pytest.approx(float(probs[labels.index(row["department"])]), abs=1e-6)
+        assert g["style-department/label"] == labels[int(probs.argmax())]
+    assert [g["click-feedback_count"] for g in got] == pytest.approx(
+        rewards.click(click, [r["text"] for r in rows]).tolist(), abs=1e-6)
+    # A .txt file has no labels: the style score is the top class's probability.
+    plain = tmp_path / "texts.txt"
+    plain.write_text("love this dress\nthe jacket is warm\n")
+    assert CliRunner().invoke(main, ["score", str(plain), "--scorer", str(style_dir), "--out", str(out)]).exit_code == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    p = scorers.probabilities(style, ["love this dress", "the jacket is warm"])
+    assert [g["style-department"] for g in got] == pytest.approx(p.max(1).values.tolist(), abs=1e-6)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--scorer", "{root}/missing"], "is not a scorer folder"),
+    (["--scorer", "{root}/run"], "is not a scorer folder"),
+    (["--scorer", "{root}/style-department", "--scorer", "{root}/copy/style-department"], "two scorers named"),
+    (["--scorer", "{root}/style-department", "--field", "review"], "has no 'review' or 'text' field"),
+])
+def test_score_command_bad_input_exits_2_and_keeps_the_old_file(scored, tmp_path, args, message):
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "style-department").symlink_to(scored / "style-department")
+    texts = tmp_path / "texts.csv"
+    texts.write_text("title,department\nnice,Dresses\n")
+    out = tmp_path / "scores.jsonl"
+    out.write_text("keep me\n")
+    args = [a.format(root=scored).replace(f"{scored}/copy", str(tmp_path / "copy")) for a in args]
+    result = CliRunner().invoke(main, ["score", str(texts), "--field", "title", *args, "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.strip().count("\n") == 0, result.output
+    assert out.read_text() == "keep me\n"
+
+
+def test_evaluate_reports_each_scorers_verdict_on_the_samples(scored, tmp_path):
+    samples = tmp_path / "samples.jsonl"
+    rows = [{"text": t, "condition": {"department": d}} for t, d in
+            [("pretty summer dress", "Dresses"), ("warm coat", "Jackets"), ("soft tee", "Tops"), ("jeans", "Bottoms")]]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    style_dir, click_dir = scored / "style-department", scored / "click-feedback_count"
+    result = CliRunner().invoke(main, ["evaluate", str(samples), "--references", str(samples), "--metrics", "distinct",
+                                       "--scorer", str(style_dir), "--scorer", str(click_dir),
+                                       "--out", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    values = json.loads((tmp_path / "report.json").read_text())["metrics"]
+    style = scorers.load_scorer(style_dir)
+    p = scorers.probabilities(style, [r["text"] for r in rows])
+    labels = style.info["labels"]
+    targets = [labels.index(r["condition"]["department"]) for r in rows]
+    assert values["style-accuracy/style-department"] == pytest.approx(
+        sum(int(p[i].argmax()) == t for i, t in enumerate(targets)) / 4)
+    assert values["style-p/style-department"] == pytest.approx(float(sum(p[i, t] for i, t in enumerate(targets)) / 4), abs=1e-6)
+    click = rewards.click(scorers.load_scorer(click_dir), [r["text"] for r in rows])
+    assert values["click/click-feedback_count"] == pytest.approx(float(click.mean()), abs=1e-6)
+    # From a run: each sample is judged against its own prompt's department.
+    result = CliRunner().invoke(main, ["evaluate", str(scored / "run"), "--n", "6", "--metrics", "distinct",
+                                       "--scorer", str(style_dir), "--out", str(tmp_path / "run.json")])
+    assert result.exit_code == 0, result.output
+    assert 0 <= json.loads((tmp_path / "run.json").read_text())["metrics"]["style-accuracy/style-department"] <= 1
+
+
+def test_best_of_n_keeps_the_draw_the_scorer_rates_best(scored, tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"department": "Dresses"}\n{"department": "Jackets"}\n')
+    style_dir = scored / "style-department"
+
+    def sample(out, *args):
+        result = CliRunner().invoke(main, ["sample", str(scored / "run"), "--inputs", str(items), *args,
+                                           "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in (tmp_path / out).read_text().splitlines()]
+
+    # best-of-4 draws what --num-samples 4 draws (the same prompts in the same places, the same seed)
+    every = sample("all.jsonl", "--num-samples", "4")
+    best = sample("best.jsonl", "--best-of", "4", "--rerank-by", str(style_dir))
+    assert len(best) == 2 and [b["row"] for b in best] == [1, 2]
+    style = scorers.load_scorer(style_dir)
+    p = rewards.style(style, [e["text"] for e in every], [e["condition"]["department"] for e in every])
+    for k, b in enumerate(best):
+        group = p[4 * k:4 * k + 4]
+        assert b["text"] == every[4 * k + int(group.argmax())]["text"]
+        assert b["rerank"]["score"] == pytest.approx(float(group.max()), abs=1e-6) and b["rerank"]["of"] == 4
+    for args, message in ((["--best-of", "4"], "go together"), (["--rerank-by", str(style_dir)], "go together")):
+        result = CliRunner().invoke(main, ["sample", str(scored / "run"), "--inputs", str(items), *args,
+                                           "--out", str(tmp_path / "x.jsonl")])
+        assert result.exit_code == 2 and message in result.output and not (tmp_path / "x.jsonl").exists()
