@@ -22,6 +22,8 @@ setup(
         "gguf",
         "peft",         # --lora-r
         "click>=8",
+        "sacrebleu>=2",  # paired BLEU and chrF of conditional tasks
+        "rouge-score",   # paired ROUGE-L
         "tqdm",
         "numpy",
         "mauve-text",   # MAUVE (pulls faiss-cpu and scikit-learn)

@@ -148,7 +148,8 @@ def sample(run, compile_, **kwargs):
               help="a split of the corpus (train, valid, test) or a .txt/.jsonl/.csv file")
 @click.option("--metrics", "metric_names", callback=_comma_list, default=None,
               help="comma-separated from bleu, self-bleu, distinct, entropy, unique, ms-jaccard, fed, mauve, "
-                   "validity, nll [default: all; nll only for a run, validity only against a split]")
+                   "validity, nll, paired [default: all; nll only for a run, validity only against a split, "
+                   "paired in place of bleu when paired]")
 @click.option("--out", required=True, help="JSON report to write")
 @click.option("--n", type=int, default=0, help="samples to draw from a run [default: one per reference]")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="sampling temperature for a run")
@@ -165,15 +166,19 @@ def sample(run, compile_, **kwargs):
 @click.option("--scorer", "scorer_folders", multiple=True, type=click.Path(path_type=str),
               help="a scorer folder, repeatable: a style scorer's share of samples with their prompt's label, "
                    "a click model's mean P(engaged)")
+@click.option("--pairing", type=click.Choice(["auto", "paired", "unpaired"]), default="auto", show_default=True,
+              help="paired: each sample against its own item's reference too (sacrebleu BLEU and chrF, ROUGE-L, exact "
+                   "match), in place of BLEU against all references; auto: paired for a run with conditions or a "
+                   "source, or a samples file with a 'reference' column")
 @bad_input_exits_2
 def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed,
-             protocol, scorer_folders):
+             protocol, scorer_folders, pairing):
     """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
     from advgen.evaluate import evaluate as run_evaluate, table
 
     report = run_evaluate(samples_or_run, references, metric_names, out, n=n, temperature=temperature, field=field,
                           tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed, protocol=protocol,
-                          scorer_folders=scorer_folders)
+                          scorer_folders=scorer_folders, pairing=pairing)
     click.echo(table(report))
     click.echo(f"report: {out}")
 

@@ -25,7 +25,10 @@ from advgen.config import PretrainConfig
 from advgen.errors import AdvgenError
 from advgen.runlog import atomic, progress, write_json
 
-METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "validity", "nll"]
+METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "validity", "nll", "paired"]
+# paired: each sample against its own item's reference (metrics.paired), in place of "bleu" against all references;
+# auto: paired for a run with conditions or a source, and for a samples file whose every row has a "reference".
+PAIRINGS = ("auto", "paired", "unpaired")
 # Named protocols: the settings of a published table, so a user measures their own samples the same way.
 # texygen: Texygen's COCO table (and "Language GANs Falling Short"): BLEU-2..5 of each sample against all the
 # references and Self-BLEU-2..5 against the other samples, NLTK Treebank words, 10,000 samples from a run.
@@ -137,6 +140,8 @@ def sample_run(run, out, n=None, condition=None, temperature=1.0, top_k=0, top_p
                 row = {"text": text, "condition": {c: r[c] for c in cfg.condition}}
                 if cfg.source:
                     row["source"] = r[cfg.source]
+                if not fixed and str(r.get(cfg.field) or "").strip():  # the item's own target, for paired metrics
+                    row["reference"] = str(r[cfg.field]).strip()
                 length = int(s.mask[i].sum())
                 row.update(tokens=length, finished=bool(length and s.tokens[i, length - 1] == tokenizer.eos_token_id),
                            logprob=round(float(s.logprobs[i].sum()), 4),
@@ -235,20 +240,26 @@ def unique_embeddings(texts: list, encoder) -> np.ndarray:
 
 def evaluate(samples_or_run: str, references: str = "test", metric_names=None, out=None, n: int = 0,
              temperature: float = 1.0, field: str = "title", tokenize: str = "whitespace", max_n: int = 4,
-             batch_size: int = 64, seed: int = 0, protocol: str = None, scorer_folders=()) -> dict:
+             batch_size: int = 64, seed: int = 0, protocol: str = None, scorer_folders=(), pairing: str = "auto") -> dict:
     """-> the report: every requested metric of the samples against the references, and its timing. A named
     `protocol` (PROTOCOLS) replaces the metrics, tokenization, largest order and number of samples. Each scorer
-    of `scorer_folders` adds its verdict on the samples (scorer_metrics)."""
+    of `scorer_folders` adds its verdict on the samples (scorer_metrics). `pairing` (PAIRINGS) says whether each
+    sample is also measured against its own reference; the report says which was done."""
     started = time.time()
+    if pairing not in PAIRINGS:
+        raise AdvgenError(f"unknown --pairing '{pairing}' (choose {', '.join(PAIRINGS)})")
     if protocol is not None:
         if protocol not in PROTOCOLS:
             raise AdvgenError(f"unknown --protocol '{protocol}' (choose {', '.join(PROTOCOLS)})")
+        if pairing == "paired":
+            raise AdvgenError(f"--protocol {protocol} measures every sample against all references: it is unpaired")
         metric_names, tokenize, max_n, n = (PROTOCOLS[protocol][k] for k in ("metric_names", "tokenize", "max_n", "n"))
+        pairing = "unpaired"
     if not Path(samples_or_run).exists():
         raise AdvgenError(f"no samples file or run folder at {samples_or_run}")
     run = Path(samples_or_run).is_dir()
     has_split = run or references in data.SPLITS  # a corpus whose train split gives word validity
-    names = metric_names or [m for m in METRICS if (run or m != "nll") and (has_split or m != "validity")]
+    names = metric_names or [m for m in METRICS if (run or m != "nll") and (has_split or m != "validity") and m != "paired"]
     unknown = [m for m in names if m not in METRICS]
     if unknown:
         raise AdvgenError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
@@ -280,10 +291,20 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         samples = runs.sample_texts(model, tokenizer, cfg, records, n or len(records), batch_size=batch_size,
                                     seed=seed, temperature=temperature)
         sample_records = [records[i % len(records)] for i in range(len(samples))]  # each sample's prompt row
+    pairs = own_references(sample_records, cfg.field if run else "reference")
+    if pairing == "auto":
+        pairing = "paired" if pairs is not None and (not run or cfg.condition or cfg.source) else "unpaired"
+    if pairing == "paired" and pairs is None:
+        raise AdvgenError(f"--pairing paired: not every row of {samples_or_run} has a 'reference' (advgen sample "
+                          "writes each test-split prompt's own)")
+    if "paired" in names and pairing == "unpaired":
+        raise AdvgenError("the paired metrics need --pairing paired (or auto, with a reference per sample)")
+    if metric_names is None and pairing == "paired":
+        names = ["paired" if m == "bleu" else m for m in names]
     named = named_scorers(scorer_folders, models.resolve_device("auto"))
     seconds["load"] = time.time() - clock
 
-    values = {}
+    values, signatures = {}, None
     sample_tokens, ref_tokens = metrics.tokens(samples, tokenize), metrics.tokens(refs, tokenize)
     orders = range(2, max_n + 1) if max_n > 1 else [1]
     for name in names:
@@ -298,6 +319,9 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
             values.update({f"distinct-{k}": v for k, v in enumerate(metrics.distinct(sample_tokens, max_n), 1)})
         elif name == "entropy":
             values.update({f"entropy-{k}": v for k, v in enumerate(metrics.entropy(sample_tokens, max_n), 1)})
+        elif name == "paired":
+            paired_values, signatures = metrics.paired(samples, pairs)
+            values.update(paired_values)
         elif name == "unique":
             values["unique"] = metrics.unique_ratio(sample_tokens)
         elif name == "ms-jaccard":
@@ -325,18 +349,27 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         seconds["scorers"] = time.time() - clock
     seconds["total"] = time.time() - started
     report = {"samples": str(samples_or_run), "n_samples": len(samples), "references": ref_label,
-              "n_references": len(refs), "protocol": protocol, "tokenize": tokenize,
+              "n_references": len(refs), "protocol": protocol, "pairing": pairing, "tokenize": tokenize,
               "temperature": temperature if run else None,
               "metrics": values, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+    if signatures:
+        report["sacrebleu"] = signatures
     if out:
         write_json(Path(out), report)
     return report
 
 
+def own_references(records: list, key: str):
+    """Each sample's own reference (its record's `key`), or None where some sample has none."""
+    refs = [str(r.get(key) if r.get(key) is not None else "").strip() for r in records]
+    return refs if refs and all(refs) else None
+
+
 def table(report: dict) -> str:
     """The report as aligned text lines for the terminal."""
     lines = [f"samples     {report['samples']} ({report['n_samples']})",
-             f"references  {report['references']} ({report['n_references']})"]
+             f"references  {report['references']} ({report['n_references']})",
+             f"pairing     {report['pairing']}" + (" (paired metrics on the 0-100 scale)" if "sacrebleu" in report else "")]
     width = max(len(k) for k in report["metrics"]) if report["metrics"] else 6
     lines += [f"{k:<{width}}  {v:10.4f}" for k, v in report["metrics"].items()]
     lines.append(f"{'seconds':<{width}}  {report['seconds']['total']:10.1f}  "

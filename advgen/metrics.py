@@ -25,6 +25,11 @@ Definitions (S = samples, R = references; an n-gram is n consecutive tokens of o
 - MAUVE: `mauve-text`'s `compute_mauve` on the same embeddings, R as P, S as Q, its defaults
   except one k-means run instead of five.
 - NLL: mean negative log-likelihood per target token (EOS included) of references under a generator.
+
+Paired metrics (conditional tasks: each sample against its own item's reference), by the maintained
+implementations users cite, on sacrebleu's 0-100 scale: sacrebleu's corpus BLEU and the mean of its sentence
+BLEU (13a tokenization; sentence BLEU with exponential smoothing, sacrebleu's defaults), sacrebleu's corpus chrF,
+rouge-score's ROUGE-L F1 (no stemming) averaged, and exact match (stripped, lower-cased) as a percentage.
 """
 import functools
 import math
@@ -263,6 +268,28 @@ def ms_jaccard(samples: list, references: list, n: int = 4, tokenize="whitespace
 
 # ---------------------------------------------------------------------------------------------
 # embeddings: FED and MAUVE
+
+def paired(samples: list, references: list) -> tuple:
+    """Each sample against its own reference -> ({sacrebleu, sentence-bleu, chrf, rouge-l, exact-match}, the
+    sacrebleu signatures of the BLEU and chrF scores)."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    if len(samples) != len(references) or not samples:
+        raise AdvgenError(f"paired metrics need one reference per sample, got {len(samples)} samples and "
+                          f"{len(references)} references")
+    bleu_metric, chrf_metric = sacrebleu.BLEU(), sacrebleu.CHRF()
+    sentence_metric = sacrebleu.BLEU(effective_order=True)
+    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    values = {
+        "sacrebleu": bleu_metric.corpus_score(samples, [references]).score,
+        "sentence-bleu": float(np.mean([sentence_metric.sentence_score(h, [r]).score for h, r in zip(samples, references)])),
+        "chrf": chrf_metric.corpus_score(samples, [references]).score,
+        "rouge-l": 100 * float(np.mean([rouge.score(r, h)["rougeL"].fmeasure for h, r in zip(samples, references)])),
+        "exact-match": 100 * float(np.mean([h.strip().lower() == r.strip().lower() for h, r in zip(samples, references)])),
+    }
+    return values, {"bleu": str(bleu_metric.get_signature()), "chrf": str(chrf_metric.get_signature())}
+
 
 def encoder(spec: str = "minilm-l6", device="cpu"):
     """-> (BERT-style encoder on `device`, tokenizer). Default: the packaged all-MiniLM-L6-v2, offline."""

@@ -351,3 +351,75 @@ def test_texygen_protocol_is_bleu_and_self_bleu_2_to_5_on_treebank_words(tmp_pat
     for k in (2, 3, 4, 5):
         assert report["metrics"][f"bleu-{k}"] == pytest.approx(metrics.bleu(hyps, ref_tokens, k), abs=1e-12)
         assert report["metrics"][f"self-bleu-{k}"] == pytest.approx(metrics.self_bleu(hyps, k), abs=1e-12)
+
+
+# -------------------------------------------------------------------------------------------
+# paired metrics: each sample against its own item's reference
+
+def test_paired_metrics_by_hand():
+    values, signatures = metrics.paired(["red dress", "The Blue Top ", "a b c d e"], ["the red dress", "the blue top", "a b c d e"])
+    # ROUGE-L F1 (rouge-score lower-cases): "red dress" in "the red dress": LCS 2, P 1, R 2/3 -> 0.8; then 1, 1
+    assert values["rouge-l"] == pytest.approx(100 * (0.8 + 1 + 1) / 3)
+    assert values["exact-match"] == pytest.approx(200 / 3)  # stripped and lower-cased: rows 2 and 3
+    same, _ = metrics.paired(["the red dress", "a b c d e"], ["the red dress", "a b c d e"])
+    assert same == pytest.approx({"sacrebleu": 100, "sentence-bleu": 100, "chrf": 100, "rouge-l": 100, "exact-match": 100})
+    swapped, _ = metrics.paired(["a b c d e", "the red dress"], ["the red dress", "a b c d e"])  # no sample is its own
+    assert swapped["exact-match"] == 0 and swapped["rouge-l"] == 0 and swapped["sacrebleu"] < 1
+    assert signatures["bleu"].startswith("nrefs:1|") and "tok:13a" in signatures["bleu"]
+    with pytest.raises(AdvgenError, match="one reference per sample"):
+        metrics.paired(["a"], ["a", "b"])
+
+
+def test_evaluate_pairs_each_sample_with_its_reference_column(tmp_path):
+    rows = [{"text": t, "reference": r} for t, r in
+            [("lovely red dress", "lovely red dress"), ("cute blue top", "cute black top"), ("soft skirt", "comfy green skirt")]]
+    samples, refs = tmp_path / "samples.jsonl", tmp_path / "refs.txt"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    refs.write_text("\n".join(TITLES) + "\n")
+    result = cli("evaluate", samples, "--references", refs, "--out", tmp_path / "auto.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "auto.json").read_text())
+    want, signatures = metrics.paired([r["text"] for r in rows], [r["reference"] for r in rows])
+    assert report["pairing"] == "paired" and report["sacrebleu"] == signatures
+    assert {k: report["metrics"][k] for k in want} == pytest.approx(want)
+    assert "bleu-4" not in report["metrics"] and "self-bleu-4" in report["metrics"]  # paired in place of all-refs BLEU
+    assert "pairing     paired" in result.output
+    result = cli("evaluate", samples, "--references", refs, "--pairing", "unpaired", "--out", tmp_path / "u.json")
+    report = json.loads((tmp_path / "u.json").read_text())
+    assert report["pairing"] == "unpaired" and "bleu-4" in report["metrics"] and "sacrebleu" not in report["metrics"]
+
+
+@pytest.mark.parametrize("rows, args, message", [
+    ([{"text": "a", "reference": "a"}, {"text": "b"}], ["--pairing", "paired"], "not every row"),
+    ([{"text": "a"}], ["--metrics", "paired"], "need --pairing paired"),
+    ([{"text": "a", "reference": "a"}], ["--protocol", "texygen", "--pairing", "paired"], "it is unpaired"),
+])
+def test_evaluate_impossible_pairing_exits_2(tmp_path, rows, args, message):
+    samples, refs = tmp_path / "samples.jsonl", tmp_path / "refs.txt"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    refs.write_text("a\nb\n")
+    result = cli("evaluate", samples, "--references", refs, *args, "--out", tmp_path / "r.json")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
+
+
+def test_a_conditioned_run_is_evaluated_paired_and_samples_carry_their_reference(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"title": t, "department": t.split()[-1], "product_id": i}) + "\n"
+                              for i, t in enumerate(TITLES)))
+    run = tmp_path / "run"
+    model, tokenizer = models.load_generator("scratch:gpt2-tiny", seed=0)
+    models.save(model, tokenizer, run / "generator")
+    runs.write_config(run, PretrainConfig(out=str(run), corpus=str(corpus), field="title", condition=["department"],
+                                          generator="scratch:gpt2-tiny", max_target_tokens=6))
+    result = cli("evaluate", run, "--n", 8, "--metrics", "paired,distinct", "--out", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["pairing"] == "paired" and 0 <= report["metrics"]["chrf"] <= 100
+    out = tmp_path / "s.jsonl"
+    assert cli("sample", run, "--n", 6, "--out", out).exit_code == 0
+    test = data.load_splits(PretrainConfig(corpus=str(corpus), field="title", condition=["department"]))["test"]
+    for row in map(json.loads, out.read_text().splitlines()):  # the reference is the prompt row's own title
+        assert any(r["title"] == row["reference"] and r["department"] == row["condition"]["department"] for r in test)
+    assert cli("evaluate", out, "--metrics", "paired", "--out", tmp_path / "f.json").exit_code == 0
+    assert json.loads((tmp_path / "f.json").read_text())["pairing"] == "paired"
