@@ -148,8 +148,8 @@ def sample(run, compile_, **kwargs):
               help="a split of the corpus (train, valid, test) or a .txt/.jsonl/.csv file")
 @click.option("--metrics", "metric_names", callback=_comma_list, default=None,
               help="comma-separated from bleu, self-bleu, distinct, entropy, unique, ms-jaccard, fed, mauve, "
-                   "validity, nll, paired [default: all; nll only for a run, validity only against a split, "
-                   "paired in place of bleu when paired]")
+                   "validity, nll, paired, tags [default: all but tags; nll only for a run, validity only against a "
+                   "split, paired in place of bleu when paired; tags: n samples per item of a run, ranked]")
 @click.option("--out", required=True, help="JSON report to write")
 @click.option("--n", type=int, default=0, help="samples to draw from a run [default: one per reference]")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="sampling temperature for a run")
@@ -170,15 +170,20 @@ def sample(run, compile_, **kwargs):
               help="paired: each sample against its own item's reference too (sacrebleu BLEU and chrF, ROUGE-L, exact "
                    "match), in place of BLEU against all references; auto: paired for a run with conditions or a "
                    "source, or a samples file with a 'reference' column")
+@click.option("--tag-samples", type=int, default=10, show_default=True,
+              help="the tags metric: samples per item, whose distinct tags are ranked by frequency")
+@click.option("--tag-k", "tag_ks", default="1,3,5", show_default=True,
+              callback=_comma_list,
+              help="the tags metric: the k of precision@k and recall@k")
 @bad_input_exits_2
 def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed,
-             protocol, scorer_folders, pairing):
+             protocol, scorer_folders, pairing, tag_samples, tag_ks):
     """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
     from advgen.evaluate import evaluate as run_evaluate, table
 
     report = run_evaluate(samples_or_run, references, metric_names, out, n=n, temperature=temperature, field=field,
                           tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed, protocol=protocol,
-                          scorer_folders=scorer_folders, pairing=pairing)
+                          scorer_folders=scorer_folders, pairing=pairing, tag_samples=tag_samples, tag_ks=tag_ks)
     click.echo(table(report))
     click.echo(f"report: {out}")
 

@@ -25,7 +25,9 @@ from advgen.config import PretrainConfig
 from advgen.errors import AdvgenError
 from advgen.runlog import atomic, progress, write_json
 
-METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "validity", "nll", "paired"]
+METRICS = ["bleu", "self-bleu", "distinct", "entropy", "unique", "ms-jaccard", "fed", "mauve", "validity", "nll", "paired",
+           "tags"]
+ON_REQUEST = {"paired", "tags"}  # never in the default list: paired replaces bleu when paired; tags samples n per item
 # paired: each sample against its own item's reference (metrics.paired), in place of "bleu" against all references;
 # auto: paired for a run with conditions or a source, and for a samples file whose every row has a "reference".
 PAIRINGS = ("auto", "paired", "unpaired")
@@ -240,7 +242,8 @@ def unique_embeddings(texts: list, encoder) -> np.ndarray:
 
 def evaluate(samples_or_run: str, references: str = "test", metric_names=None, out=None, n: int = 0,
              temperature: float = 1.0, field: str = "title", tokenize: str = "whitespace", max_n: int = 4,
-             batch_size: int = 64, seed: int = 0, protocol: str = None, scorer_folders=(), pairing: str = "auto") -> dict:
+             batch_size: int = 64, seed: int = 0, protocol: str = None, scorer_folders=(), pairing: str = "auto",
+             tag_samples: int = 10, tag_ks=(1, 3, 5)) -> dict:
     """-> the report: every requested metric of the samples against the references, and its timing. A named
     `protocol` (PROTOCOLS) replaces the metrics, tokenization, largest order and number of samples. Each scorer
     of `scorer_folders` adds its verdict on the samples (scorer_metrics). `pairing` (PAIRINGS) says whether each
@@ -259,12 +262,20 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         raise AdvgenError(f"no samples file or run folder at {samples_or_run}")
     run = Path(samples_or_run).is_dir()
     has_split = run or references in data.SPLITS  # a corpus whose train split gives word validity
-    names = metric_names or [m for m in METRICS if (run or m != "nll") and (has_split or m != "validity") and m != "paired"]
+    names = metric_names or [m for m in METRICS if (run or m != "nll") and (has_split or m != "validity")
+                             and m not in ON_REQUEST]
     unknown = [m for m in names if m not in METRICS]
     if unknown:
         raise AdvgenError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-    if "nll" in names and not run:
-        raise AdvgenError("the nll metric needs a run folder (a generator), not a samples file")
+    for needs_run in ("nll", "tags"):
+        if needs_run in names and not run:
+            raise AdvgenError(f"the {needs_run} metric needs a run folder (a generator), not a samples file")
+    try:
+        tag_ks = [int(k) for k in tag_ks]
+    except (TypeError, ValueError):
+        raise AdvgenError(f"--tag-k: expected comma-separated whole numbers, got {tag_ks}") from None
+    if tag_samples < 1 or not tag_ks or min(tag_ks) < 1:
+        raise AdvgenError(f"--tag-samples and every --tag-k must be positive, got {tag_samples} and {tag_ks}")
     if "validity" in names and not has_split:
         raise AdvgenError("the validity metric needs a corpus split as --references (its train split's words)")
     if max_n < 1 or n < 0 or batch_size < 1:
@@ -322,6 +333,9 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         elif name == "paired":
             paired_values, signatures = metrics.paired(samples, pairs)
             values.update(paired_values)
+        elif name == "tags":
+            values.update(tag_metrics(model, tokenizer, cfg, records, tag_samples, tag_ks, batch_size,
+                                      seeds.derive(seed, "tags"), temperature))
         elif name == "unique":
             values["unique"] = metrics.unique_ratio(sample_tokens)
         elif name == "ms-jaccard":
@@ -357,6 +371,18 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     if out:
         write_json(Path(out), report)
     return report
+
+
+def tag_metrics(model, tokenizer, cfg: PretrainConfig, records: list, n: int, ks, batch_size: int, seed: int,
+                temperature: float) -> dict:
+    """n samples for every item of `records`, scored as tags against the item's own target (metrics.tag_scores)."""
+    drawn = [r for r in records for _ in range(n)]
+    per_item = [[] for _ in records]
+    for start, s in runs.sample_rows(model, tokenizer, cfg, drawn, len(drawn), None, batch_size, seed,
+                                     temperature=temperature):
+        for i, text in enumerate(sampling.decode(tokenizer, s)):
+            per_item[(start + i) // n].append((text, float(s.logprobs[i].sum())))
+    return metrics.tag_scores(per_item, [r[cfg.field] for r in records], ks)
 
 
 def own_references(records: list, key: str):

@@ -30,6 +30,10 @@ Paired metrics (conditional tasks: each sample against its own item's reference)
 implementations users cite, on sacrebleu's 0-100 scale: sacrebleu's corpus BLEU and the mean of its sentence
 BLEU (13a tokenization; sentence BLEU with exponential smoothing, sacrebleu's defaults), sacrebleu's corpus chrF,
 rouge-score's ROUGE-L F1 (no stemming) averaged, and exact match (stripped, lower-cased) as a percentage.
+
+Tags (a short categorical target, such as a product's class from its review): n samples per item; accuracy is
+the share of samples equal to the item's tag, and precision@k / recall@k rank the distinct generated tags of an
+item by frequency, then by log-probability (`rank_tags`).
 """
 import functools
 import math
@@ -289,6 +293,39 @@ def paired(samples: list, references: list) -> tuple:
         "exact-match": 100 * float(np.mean([h.strip().lower() == r.strip().lower() for h, r in zip(samples, references)])),
     }
     return values, {"bleu": str(bleu_metric.get_signature()), "chrf": str(chrf_metric.get_signature())}
+
+
+def normalized(label: str) -> str:
+    """A generated or reference tag as it is compared: stripped, inner white space collapsed, lower-cased."""
+    return " ".join(str(label).split()).lower()
+
+
+def rank_tags(tags: list, logprobs: list) -> list:
+    """The distinct tags among one item's samples, most frequent first; a tie goes to the tag whose most probable
+    sample has the higher log-probability (then alphabetically, so the ranking is a function of its inputs)."""
+    count, best = Counter(), {}
+    for tag, lp in zip(map(normalized, tags), logprobs):
+        count[tag] += 1
+        best[tag] = max(best.get(tag, -math.inf), lp)
+    return sorted(count, key=lambda t: (-count[t], -best[t], t))
+
+
+def tag_scores(samples: list, truths: list, ks=(1, 3, 5)) -> dict:
+    """Tags generated for items -> accuracy and ranking quality. `samples`: per item, a list of (tag, logprob) for
+    its n samples; `truths`: per item, its reference tag (or a set of tags). accuracy: the share of all samples
+    equal to their item's tag; precision@k: |top-k ranked tags & truth| / k; recall@k: ... / |truth|; means over
+    items."""
+    if len(samples) != len(truths) or not samples:
+        raise AdvgenError(f"tag scores need one truth per item, got {len(samples)} items and {len(truths)} truths")
+    truth_sets = [{normalized(t) for t in ([truth] if isinstance(truth, str) else truth)} for truth in truths]
+    hits = [normalized(tag) in truth for drawn, truth in zip(samples, truth_sets) for tag, _ in drawn]
+    values = {"tag-accuracy": float(np.mean(hits))}
+    ranked = [rank_tags([t for t, _ in drawn], [lp for _, lp in drawn]) for drawn in samples]
+    for k in ks:
+        found = [len(set(r[:k]) & truth) for r, truth in zip(ranked, truth_sets)]
+        values[f"precision@{k}"] = float(np.mean([f / k for f in found]))
+        values[f"recall@{k}"] = float(np.mean([f / len(truth) for f, truth in zip(found, truth_sets)]))
+    return values
 
 
 def encoder(spec: str = "minilm-l6", device="cpu"):

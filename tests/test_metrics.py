@@ -423,3 +423,43 @@ def test_a_conditioned_run_is_evaluated_paired_and_samples_carry_their_reference
         assert any(r["title"] == row["reference"] and r["department"] == row["condition"]["department"] for r in test)
     assert cli("evaluate", out, "--metrics", "paired", "--out", tmp_path / "f.json").exit_code == 0
     assert json.loads((tmp_path / "f.json").read_text())["pairing"] == "paired"
+
+
+# -------------------------------------------------------------------------------------------
+# tags: a categorical target generated n times per item
+
+def test_tags_rank_by_frequency_then_log_probability_by_hand():
+    assert metrics.rank_tags(["Knits", "dresses", " knits ", "Dresses", "Blouses"], [-1, -3, -2, -0.5, -0.1]) == \
+        ["dresses", "knits", "blouses"]  # 2, 2 (dresses' best sample -0.5 beats knits' -1), 1
+    samples = [[("Knits", -1.0), ("Dresses", -2.0), ("knits", -1.5)],  # item 1: truth knits, ranked knits, dresses
+               [("Pants", -1.0), ("Jeans", -2.0), ("Skirts", -0.5)]]   # item 2: truth jeans, ranked skirts, pants, jeans
+    values = metrics.tag_scores(samples, ["Knits", "Jeans"], ks=(1, 2, 3))
+    assert values["tag-accuracy"] == pytest.approx(3 / 6)
+    assert values["precision@1"] == pytest.approx((1 + 0) / 2) and values["recall@1"] == pytest.approx(0.5)
+    assert values["precision@2"] == pytest.approx((1 / 2 + 0) / 2) and values["recall@2"] == pytest.approx(0.5)
+    assert values["precision@3"] == pytest.approx((1 / 3 + 1 / 3) / 2) and values["recall@3"] == pytest.approx(1.0)
+    multi = metrics.tag_scores([[("a", 0.0), ("b", -1.0)]], [{"a", "b", "c"}], ks=(2,))  # a set of true tags
+    assert multi["precision@2"] == 1.0 and multi["recall@2"] == pytest.approx(2 / 3)
+
+
+def test_evaluate_tags_of_a_run(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"title": t, "class": t.split()[-1], "product_id": i}) + "\n"
+                              for i, t in enumerate(TITLES)))
+    run = tmp_path / "run"
+    model, tokenizer = models.load_generator("scratch:gpt2-tiny", seed=0)
+    models.save(model, tokenizer, run / "generator")
+    runs.write_config(run, PretrainConfig(out=str(run), corpus=str(corpus), field="class", source="title",
+                                          generator="scratch:gpt2-tiny", max_target_tokens=3))
+    result = cli("evaluate", run, "--metrics", "tags", "--tag-samples", 4, "--tag-k", "1,2", "--out", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    values = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert set(values) == {"tag-accuracy", "precision@1", "recall@1", "precision@2", "recall@2"}
+    assert all(0 <= v <= 1 for v in values.values())
+    for args, message in ((["--tag-k", "x"], "--tag-k: expected"), (["--tag-samples", "0"], "must be positive")):
+        result = cli("evaluate", run, "--metrics", "tags", *args, "--out", tmp_path / "bad.json")
+        assert result.exit_code == 2 and message in result.output, result.output
+    samples = tmp_path / "s.txt"
+    samples.write_text("a\n")
+    result = cli("evaluate", samples, "--metrics", "tags", "--out", tmp_path / "bad.json")
+    assert result.exit_code == 2 and "the tags metric needs a run folder" in result.output
