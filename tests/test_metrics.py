@@ -403,15 +403,20 @@ def test_evaluate_impossible_pairing_exits_2(tmp_path, rows, args, message):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r.json").exists()
 
 
-def test_a_conditioned_run_is_evaluated_paired_and_samples_carry_their_reference(tmp_path):
+def task_run(tmp_path, column: str, **task) -> tuple:
+    """An untrained tiny run of a task over TITLES, whose last word is also `column` -> (run folder, corpus)."""
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps({"title": t, "department": t.split()[-1], "product_id": i}) + "\n"
+    corpus.write_text("".join(json.dumps({"title": t, column: t.split()[-1], "product_id": i}) + "\n"
                               for i, t in enumerate(TITLES)))
     run = tmp_path / "run"
     model, tokenizer = models.load_generator("scratch:gpt2-tiny", seed=0)
     models.save(model, tokenizer, run / "generator")
-    runs.write_config(run, PretrainConfig(out=str(run), corpus=str(corpus), field="title", condition=["department"],
-                                          generator="scratch:gpt2-tiny", max_target_tokens=6))
+    runs.write_config(run, PretrainConfig(out=str(run), corpus=str(corpus), generator="scratch:gpt2-tiny", **task))
+    return run, corpus
+
+
+def test_a_conditioned_run_is_evaluated_paired_and_samples_carry_their_reference(tmp_path):
+    run, corpus = task_run(tmp_path, "department", field="title", condition=["department"], max_target_tokens=6)
     result = cli("evaluate", run, "--n", 8, "--metrics", "paired,distinct", "--out", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
@@ -443,14 +448,7 @@ def test_tags_rank_by_frequency_then_log_probability_by_hand():
 
 
 def test_evaluate_tags_of_a_run(tmp_path):
-    corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps({"title": t, "class": t.split()[-1], "product_id": i}) + "\n"
-                              for i, t in enumerate(TITLES)))
-    run = tmp_path / "run"
-    model, tokenizer = models.load_generator("scratch:gpt2-tiny", seed=0)
-    models.save(model, tokenizer, run / "generator")
-    runs.write_config(run, PretrainConfig(out=str(run), corpus=str(corpus), field="class", source="title",
-                                          generator="scratch:gpt2-tiny", max_target_tokens=3))
+    run, _ = task_run(tmp_path, "class", field="class", source="title", max_target_tokens=3)
     result = cli("evaluate", run, "--metrics", "tags", "--tag-samples", 4, "--tag-k", "1,2", "--out", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
     values = json.loads((tmp_path / "r.json").read_text())["metrics"]
