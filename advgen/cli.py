@@ -175,15 +175,20 @@ def sample(run, compile_, **kwargs):
 @click.option("--tag-k", "tag_ks", default="1,3,5", show_default=True,
               callback=_comma_list,
               help="the tags metric: the k of precision@k and recall@k")
+@click.option("--task-from", type=click.Path(path_type=str), default=None,
+              help="a run folder whose task (corpus, splits, prompts, lengths) a bare model is measured on: then "
+                   "SAMPLES_OR_RUN is a model spec, e.g. smollm2-135m, or another run folder")
 @bad_input_exits_2
 def evaluate(samples_or_run, references, metric_names, out, n, temperature, field, tokenize, max_n, batch_size, seed,
-             protocol, scorer_folders, pairing, tag_samples, tag_ks):
-    """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder) against references."""
+             protocol, scorer_folders, pairing, tag_samples, tag_ks, task_from):
+    """Quality and diversity of samples (a .txt/.jsonl/.csv file, or drawn from a run folder, or from a bare model
+    with --task-from RUN) against references."""
     from advgen.evaluate import evaluate as run_evaluate, table
 
     report = run_evaluate(samples_or_run, references, metric_names, out, n=n, temperature=temperature, field=field,
                           tokenize=tokenize, max_n=max_n, batch_size=batch_size, seed=seed, protocol=protocol,
-                          scorer_folders=scorer_folders, pairing=pairing, tag_samples=tag_samples, tag_ks=tag_ks)
+                          scorer_folders=scorer_folders, pairing=pairing, tag_samples=tag_samples, tag_ks=tag_ks,
+                          task_from=task_from)
     click.echo(table(report))
     click.echo(f"report: {out}")
 

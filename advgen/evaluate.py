@@ -243,11 +243,12 @@ def unique_embeddings(texts: list, encoder) -> np.ndarray:
 def evaluate(samples_or_run: str, references: str = "test", metric_names=None, out=None, n: int = 0,
              temperature: float = 1.0, field: str = "title", tokenize: str = "whitespace", max_n: int = 4,
              batch_size: int = 64, seed: int = 0, protocol: str = None, scorer_folders=(), pairing: str = "auto",
-             tag_samples: int = 10, tag_ks=(1, 3, 5)) -> dict:
+             tag_samples: int = 10, tag_ks=(1, 3, 5), task_from=None) -> dict:
     """-> the report: every requested metric of the samples against the references, and its timing. A named
     `protocol` (PROTOCOLS) replaces the metrics, tokenization, largest order and number of samples. Each scorer
     of `scorer_folders` adds its verdict on the samples (scorer_metrics). `pairing` (PAIRINGS) says whether each
-    sample is also measured against its own reference; the report says which was done."""
+    sample is also measured against its own reference; the report says which was done. With `task_from` (a run
+    folder), `samples_or_run` is a bare model spec, sampled and measured with that run's task (runs.load_with_task)."""
     started = time.time()
     if pairing not in PAIRINGS:
         raise AdvgenError(f"unknown --pairing '{pairing}' (choose {', '.join(PAIRINGS)})")
@@ -258,9 +259,11 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
             raise AdvgenError(f"--protocol {protocol} measures every sample against all references: it is unpaired")
         metric_names, tokenize, max_n, n = (PROTOCOLS[protocol][k] for k in ("metric_names", "tokenize", "max_n", "n"))
         pairing = "unpaired"
-    if not Path(samples_or_run).exists():
+    if task_from is None and not Path(samples_or_run).exists():
         raise AdvgenError(f"no samples file or run folder at {samples_or_run}")
-    run = Path(samples_or_run).is_dir()
+    if task_from is not None and Path(samples_or_run).is_file():
+        raise AdvgenError(f"--task-from measures a model (a spec or a run folder), not the samples file {samples_or_run}")
+    run = task_from is not None or Path(samples_or_run).is_dir()
     has_split = run or references in data.SPLITS  # a corpus whose train split gives word validity
     names = metric_names or [m for m in METRICS if (run or m != "nll") and (has_split or m != "validity")
                              and m not in ON_REQUEST]
@@ -286,7 +289,7 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     seconds = {}
     clock = time.time()
     if run:
-        _, cfg, _, model, tokenizer = runs.load(samples_or_run)
+        _, cfg, _, model, tokenizer = runs.load_with_task(samples_or_run, task_from) if task_from else runs.load(samples_or_run)
         model.to(models.resolve_device("auto"))
     else:
         if not Path(samples_or_run).read_bytes().strip():
@@ -363,7 +366,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
         seconds["scorers"] = time.time() - clock
     seconds["total"] = time.time() - started
     report = {"samples": str(samples_or_run), "n_samples": len(samples), "references": ref_label,
-              "n_references": len(refs), "protocol": protocol, "pairing": pairing, "tokenize": tokenize,
+              "n_references": len(refs), "task_from": None if task_from is None else str(task_from),
+              "protocol": protocol, "pairing": pairing, "tokenize": tokenize,
               "temperature": temperature if run else None,
               "metrics": values, "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     if signatures:

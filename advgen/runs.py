@@ -114,14 +114,31 @@ def load(path) -> Run:
     if not (run / "config.json").is_file() or not (run / "generator" / "config.json").is_file():
         raise AdvgenError(f"{run} is not a run folder (needs config.json and generator/)")
     stored = read_config(run)
+    model, tokenizer = _generator(str(run / "generator"), f"{run}: cannot load its generator")
+    return Run(run, stored["pretrain"], stored["adversarial"], model, tokenizer)
+
+
+def load_with_task(spec: str, task_run) -> Run:
+    """A bare generator (a model spec, e.g. smollm2-135m before fine-tuning, or another run folder's generator)
+    with the task of a run folder: its corpus, splits, field, conditions, source and lengths, so that it is
+    prompted and measured exactly as that run's generator is."""
+    run = Path(task_run)
+    if not (run / "config.json").is_file():
+        raise AdvgenError(f"--task-from {run} is not a run folder (needs config.json)")
+    stored = read_config(run)
+    source = Path(spec) / "generator" if (Path(spec) / "generator" / "config.json").is_file() else spec
+    model, tokenizer = _generator(str(source), f"cannot load the generator {spec}")
+    return Run(run, stored["pretrain"], None, model, tokenizer)
+
+
+def _generator(source: str, failure: str):
     try:
-        model, tokenizer = models.load_generator(str(run / "generator"))
+        return models.load_generator(source)
     except AdvgenError:
         raise
     except Exception as e:  # noqa: BLE001 - a broken generator folder becomes one line
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise AdvgenError(f"{run}: cannot load its generator ({reason})") from None
-    return Run(run, stored["pretrain"], stored["adversarial"], model, tokenizer)
+        raise AdvgenError(f"{failure} ({reason})") from None
 
 
 def prompt(tokenizer, cfg: PretrainConfig, record: dict) -> list:

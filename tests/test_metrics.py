@@ -461,3 +461,29 @@ def test_evaluate_tags_of_a_run(tmp_path):
     samples.write_text("a\n")
     result = cli("evaluate", samples, "--metrics", "tags", "--out", tmp_path / "bad.json")
     assert result.exit_code == 2 and "the tags metric needs a run folder" in result.output
+
+
+def test_a_bare_model_is_measured_on_a_runs_task(tmp_path):
+    run, corpus = task_run(tmp_path, "department", field="title", condition=["department"], max_target_tokens=6)
+    args = ["--n", 8, "--metrics", "paired,distinct,nll"]
+    assert cli("evaluate", run, *args, "--out", tmp_path / "own.json").exit_code == 0
+    # Another run folder (another task: no condition, 2 tokens) whose generator has the same weights, on this
+    # run's task: the same prompts, references and draws, so this run's own report.
+    other = tmp_path / "other"
+    models.save(*models.load_generator("scratch:gpt2-tiny", seed=0), other / "generator")
+    runs.write_config(other, PretrainConfig(out=str(other), corpus=str(corpus), field="title", max_target_tokens=2))
+    result = cli("evaluate", other, "--task-from", run, *args, "--out", tmp_path / "same.json")
+    assert result.exit_code == 0, result.output
+    own, same = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("own", "same"))
+    assert same["metrics"] == own["metrics"] and same["task_from"] == str(run) and own["task_from"] is None
+    # A bare spec: a differently initialised model, measured on the same prompts and references.
+    result = cli("evaluate", "scratch:gpt2-tiny", "--task-from", run, *args, "--seed", 1, "--out", tmp_path / "bare.json")
+    assert result.exit_code == 0, result.output
+    bare = json.loads((tmp_path / "bare.json").read_text())
+    assert (bare["n_samples"], bare["references"], bare["pairing"]) == (own["n_samples"], own["references"], "paired")
+    for args, message in ((["scratch:gpt2-huge", "--task-from", run], "unknown generator spec"),
+                          (["scratch:gpt2-tiny", "--task-from", tmp_path / "nowhere"], "is not a run folder"),
+                          ([corpus, "--task-from", run], "not the samples file")):
+        result = cli("evaluate", *args, "--out", tmp_path / "bad.json")
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "bad.json").exists()
