@@ -2,7 +2,7 @@
 
 Each step is a chain of stages, each a function below that returns what it logs:
   1. rollout: k continuations of each of `prompts_per_step` train prompts at temperature 1 (on-policy);
-  2. score: the weighted components (realism = the discriminator's P(real), style, click), mixed by
+  2. score: the weighted components (realism = the discriminator's P(real), style, click, content), mixed by
      rewards.RewardMixer;
   3. advantages: the reward shaped per sequence, - kl_coef * (log p_policy - log p_init) + entropy_coef *
      (- log p_policy), summed over the sampled tokens and detached (their REINFORCE estimators are the
@@ -45,7 +45,8 @@ class Models:
     reference: torch.nn.Module           # the frozen init generator: the KL anchor
     tokenizer: object
     discriminator: scorers.Scorer        # realism, trained
-    scorers: dict                        # {'style': Scorer, 'click': Scorer}, frozen, for the weighted ones
+    scorers: dict                        # {'style': Scorer, 'click': Scorer, 'content': sentence encoder}, frozen,
+                                         # for the weighted ones
     gen_opt: torch.optim.Optimizer
     disc_opt: torch.optim.Optimizer
     mixer: rewards.RewardMixer
@@ -65,6 +66,7 @@ class Rollout(NamedTuple):
     rows: list                           # (P,) indices into task.train, the whole batch's prompts
     prompts: list                        # this rank's b = (P / world) * k prompts, k per prompt, contiguous
     targets: list                        # (b,) style targets
+    sources: list                        # (b,) the prompts' source texts (None without a source)
     first: int                           # this rank's first row in the global batch of B = P * k
     samples: sampling.Samples            # (b, N)
     texts: list                          # (b,) decoded
@@ -87,7 +89,8 @@ def load_init(init):
 
 
 def load_scorers(cfg: AdversarialConfig, device) -> dict:
-    """{'style': Scorer, 'click': Scorer} for the components with a weight; each checked to be of its kind."""
+    """{'style': Scorer, 'click': Scorer, 'content': encoder} for the components with a weight; each scorer
+    checked to be of its kind."""
     out = {}
     for kind in ("style", "click"):
         if getattr(cfg, f"w_{kind}") > 0:
@@ -96,6 +99,8 @@ def load_scorers(cfg: AdversarialConfig, device) -> dict:
             if scorer.info.get("kind") != kind:
                 raise AdvgenError(f"--{kind}-scorer {folder} is a {scorer.info.get('kind')!r} scorer, not a {kind} scorer")
             out[kind] = scorer
+    if cfg.w_content > 0:
+        out["content"] = metrics.encoder(device=device)
     return out
 
 
@@ -120,6 +125,9 @@ def style_targets(cfg: AdversarialConfig, init_cfg, scorer, records: list) -> li
 
 def load_task(cfg: AdversarialConfig, init_cfg: PretrainConfig, scorers_: dict) -> Task:
     """The init run's splits; with a style reward, only the train rows that have a target."""
+    if cfg.w_content > 0 and not init_cfg.source:
+        raise AdvgenError(f"--w-content {cfg.w_content} rewards staying on the source, but the init run has no "
+                          "--source")
     splits = data.load_splits(init_cfg)
     train, targets = splits["train"], [None] * len(splits["train"])
     if "style" in scorers_:
@@ -143,7 +151,8 @@ def build_models(cfg: AdversarialConfig, init: runs.Run, scorers_: dict, device)
         scorers=scorers_,
         gen_opt=torch.optim.AdamW(models.param_groups(init.model, cfg.weight_decay), lr=cfg.gen_lr),
         disc_opt=torch.optim.AdamW(models.param_groups(discriminator.model, cfg.weight_decay), lr=cfg.disc_lr),
-        mixer=rewards.RewardMixer({"realism": cfg.w_realism, "style": cfg.w_style, "click": cfg.w_click}))
+        mixer=rewards.RewardMixer({"realism": cfg.w_realism, "style": cfg.w_style, "click": cfg.w_click,
+                                   "content": cfg.w_content}))
 
 
 def save_checkpoint(run: Path, m: Models, state: dict) -> None:
@@ -211,19 +220,22 @@ def rollout(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> Rollout
     samples = sampling.generate(m.generator, prompts, cfg.max_new_tokens, temperature=1.0, eos_id=tok.eos_token_id,
                                 pad_id=tok.pad_token_id, seed=seeds.derive(cfg.seed, "rollout", step),
                                 rows_of=(first, P * k))                                   # tokens, mask: (b, N)
-    return Rollout(rows, prompts, [task.targets[i] for i in mine for _ in range(k)], first, samples,
+    sources = [str(task.train[i][task.cfg.source]).strip() if task.cfg.source else None for i in mine for _ in range(k)]
+    return Rollout(rows, prompts, [task.targets[i] for i in mine for _ in range(k)], sources, first, samples,
                    sampling.decode(tok, samples))
 
 
-def score(texts: list, targets: list, m: Models, cfg: AdversarialConfig) -> dict:
+def score(ro: Rollout, m: Models, cfg: AdversarialConfig) -> dict:
     """{component: (B,) reward over the whole batch} for the components with a weight > 0 (gathered over ranks)."""
-    components = {}
+    texts, targets, components = ro.texts, ro.targets, {}
     if cfg.w_realism > 0:
         components["realism"] = rewards.realism(m.discriminator, texts)
     if "style" in m.scorers:
         components["style"] = rewards.style(m.scorers["style"], texts, targets)
     if "click" in m.scorers:
         components["click"] = rewards.click(m.scorers["click"], texts)
+    if "content" in m.scorers:
+        components["content"] = rewards.content(m.scorers["content"], texts, ro.sources)
     return {name: distributed.gather(r) for name, r in components.items()}
 
 
@@ -390,7 +402,7 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     while state["step"] < cfg.max_steps:
         step = state["step"]
         ro = rollout(cfg, m, task, step)
-        components = score(ro.texts, ro.targets, m, cfg)
+        components = score(ro, m, cfg)
         total = mix(components, m.mixer, cfg.prompts_per_step * cfg.k)
         logs, reward, advantages = policy_step(cfg, m, ro, total, state)
         logs.update(discriminator_steps(cfg, m, task, step, ro.texts))

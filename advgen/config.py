@@ -186,6 +186,8 @@ class AdversarialConfig:
     w_realism: float = _opt(1.0, "weight of realism, the discriminator's P(real)")
     w_style: float = _opt(0.0, "weight of style, the style scorer's P(target label)")
     w_click: float = _opt(0.0, "weight of click, the click scorer's P(engaged)")
+    w_content: float = _opt(0.0, "weight of content, the cosine similarity of the sample's and its source's MiniLM "
+                                 "sentence embeddings (source-conditioned init runs)")
     baseline: str = _opt("loo", "REINFORCE baseline: none, ema, loo (leave-one-out over the k samples), self-critical")
     k: int = _opt(4, "samples per prompt")
     whiten: bool = _opt(False, "whiten the advantages over the batch ((a - mean) / std)")
@@ -245,10 +247,11 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
     check_ranges(cfg, positive=["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every",
                                 "eval_samples", "nan_patience", "gen_lr", "disc_lr"]
                  + [name for name in ("max_new_tokens", "disc_warmup_lr") if getattr(cfg, name) is not None],
-                 non_negative=["w_realism", "w_style", "w_click", "kl_coef", "entropy_coef", "clip", "weight_decay",
+                 non_negative=["w_realism", "w_style", "w_click", "w_content", "kl_coef", "entropy_coef", "clip", "weight_decay",
                                "disc_steps", "disc_warmup", "mle_every", "log_samples_every", "collapse_distinct2"])
-    if not cfg.w_realism + cfg.w_style + cfg.w_click > 0:
-        raise AdvgenError("the reward weights --w-realism, --w-style and --w-click are all zero: nothing to train for")
+    if not cfg.w_realism + cfg.w_style + cfg.w_click + cfg.w_content > 0:
+        raise AdvgenError("the reward weights --w-realism, --w-style, --w-click and --w-content are all zero: "
+                          "nothing to train for")
     for kind in ("style", "click"):
         if getattr(cfg, f"w_{kind}") > 0 and not getattr(cfg, f"{kind}_scorer"):
             raise AdvgenError(f"--w-{kind} {getattr(cfg, f'w_{kind}')} needs --{kind}-scorer (a folder written by "

@@ -2,7 +2,9 @@
 
 - realism: P(real), class 1 of the discriminator (class 0 is "generated");
 - style:   P(target label), the target fixed or each sample's own condition;
-- click:   P(engaged), class 1 of the click model (feedback count at or above its threshold).
+- click:   P(engaged), class 1 of the click model (feedback count at or above its threshold);
+- content: the cosine similarity of the sample's and its source's sentence embeddings (the packaged MiniLM,
+           advgen.metrics.embed), for source-conditioned tasks: staying on the source's content.
 
 The scorer models behind them live in advgen.scorers.
 """
@@ -10,10 +12,11 @@ import math
 
 import torch
 
+from advgen import metrics
 from advgen.errors import AdvgenError
 from advgen.scorers import Scorer, probabilities
 
-COMPONENTS = ("realism", "style", "click")
+COMPONENTS = ("realism", "style", "click", "content")
 
 
 def realism(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:
@@ -37,6 +40,17 @@ def style(scorer: Scorer, texts: list, targets, batch_size: int = 64) -> torch.T
 def click(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:
     """(N,) P(engaged) from the click model."""
     return probabilities(scorer, texts, batch_size)[:, 1]
+
+
+def content(encoder, texts: list, sources: list) -> torch.Tensor:
+    """(N,) cosine similarity of each text's sentence embedding with its source's; `encoder` is
+    advgen.metrics.encoder()'s (model, tokenizer). Embeddings are unit vectors, so this is their dot product."""
+    if len(texts) != len(sources):
+        raise AdvgenError(f"content: {len(sources)} sources for {len(texts)} texts")
+    if not texts:
+        return torch.zeros(0)
+    both = metrics.embed(list(texts) + list(sources), *encoder)
+    return torch.from_numpy((both[:len(texts)] * both[len(texts):]).sum(1)).float()
 
 
 class RewardMixer:

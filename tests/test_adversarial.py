@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from advgen import models, rewards, runs, sampling, scorers
+from advgen import data, metrics, models, rewards, runs, sampling, scorers
 from advgen.adversarial import adversarial
 from advgen.cli import main
 from advgen.config import AdversarialConfig
@@ -131,6 +131,32 @@ def test_other_baselines_and_style_and_click_rewards(init, scorer_folders, tmp_p
         assert metrics[0]["reward/baseline_mean"] == 0 and metrics[1]["reward/baseline_mean"] != 0
 
 
+def test_content_reward_is_the_cosine_of_sample_and_source_embeddings(tmp_path):
+    """A title-from-review run rewarded for staying on its review: the logged content reward of each sample is
+    the cosine similarity of its and its review's MiniLM embeddings."""
+    init = tmp_path / "init"
+    result = CliRunner().invoke(main, ["pretrain", "--generator", "scratch:gpt2-tiny", "--source", "review",
+                                       "--field", "title", "--batch-size", "8", "--max-target-tokens", "8",
+                                       "--max-steps", "2", "--eval-every", "2", "--eval-batches", "1",
+                                       "--test-batches", "1", "--num-samples", "1", "--out", str(init)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "adv"
+    result = run_cli("--init", init, "--out", out, "--max-steps", 2, "--w-content", 1, "--log-samples-every", 1)
+    assert result.exit_code == 0, result.output
+    steps = [r for r in rows(out / "metrics.jsonl") if "policy/loss" in r]
+    assert all(-1 <= r["reward/content_mean"] <= 1 and r["reward/content_std"] >= 0 for r in steps)
+    logged = rows(out / "samples.jsonl")
+    _, cfg, _, _, _ = runs.load(init)
+    encoder = metrics.encoder()
+    for row in logged:  # the prompt shows the review (cut to the source budget); its row in the train split has it all
+        review = next(r["review"] for r in data.load_splits(cfg)["train"]
+                      if row["prompt"].startswith(f"review: {str(r['review']).strip()[:40]}"))
+        want = float(rewards.content(encoder, [row["text"]], [str(review).strip()])[0])
+        assert row["content"] == pytest.approx(want, abs=1e-3)  # logged to 4 decimals
+    summary = json.loads((out / "summary.json").read_text())
+    assert "content_start" in summary and "content_end" in summary
+
+
 def test_fixed_style_target(init, scorer_folders, tmp_path):
     out = tmp_path / "adv"
     result = run_cli("--init", init, "--out", out, "--max-steps", 1, "--w-realism", 0, "--w-style", 1,
@@ -193,6 +219,8 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
     (["--init", "{init}", "--baseline", "greedy"], "--baseline must be one of"),
     (["--init", "{init}", "--gen-lr", "0"], "--gen-lr must be positive"),
     (["--init", "{init}", "--kl-coef", "-1"], "--kl-coef must be finite and not negative"),
+    (["--init", "{init}", "--w-content", "1"], "the init run has no --source"),
+    (["--init", "{init}", "--w-realism", "0"], "are all zero"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
