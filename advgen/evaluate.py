@@ -337,7 +337,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
             paired_values, signatures = metrics.paired(samples, pairs)
             values.update(paired_values)
         elif name == "tags":
-            values.update(tag_metrics(model, tokenizer, cfg, records, tag_samples, tag_ks, batch_size,
+            items = records[:n] if n else records
+            values.update(tag_metrics(model, tokenizer, cfg, items, tag_samples, tag_ks, batch_size,
                                       seeds.derive(seed, "tags"), temperature))
         elif name == "unique":
             values["unique"] = metrics.unique_ratio(sample_tokens)
