@@ -266,7 +266,8 @@ def greedy_rewards(cfg: AdversarialConfig, m: Models, ro: Rollout) -> torch.Tens
     tok, prompts = m.tokenizer, ro.prompts[::cfg.k]
     greedy = sampling.generate(m.generator, prompts, cfg.max_new_tokens, temperature=0.0, eos_id=tok.eos_token_id,
                                pad_id=tok.pad_token_id)
-    total, _ = m.mixer(score(sampling.decode(tok, greedy), ro.targets[::cfg.k], m, cfg), update=False)
+    decoded = ro._replace(texts=sampling.decode(tok, greedy), targets=ro.targets[::cfg.k], sources=ro.sources[::cfg.k])
+    total, _ = m.mixer(score(decoded, m, cfg), update=False)
     reward, _, _ = shaped(total, sequence_logprobs(m.generator, prompts, greedy, tok.pad_token_id),
                           sequence_logprobs(m.reference, prompts, greedy, tok.pad_token_id), cfg)
     return reward
