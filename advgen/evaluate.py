@@ -244,14 +244,12 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
              temperature: float = 1.0, field: str = "title", tokenize: str = "whitespace", max_n: int = 4,
              batch_size: int = 64, seed: int = 0, protocol: str = None, scorer_folders=(), pairing: str = "auto",
              tag_samples: int = 10, tag_ks=(1, 3, 5), task_from=None) -> dict:
-    """-> the report: every requested metric of the samples against the references, and its timing. A named
-    `protocol` (PROTOCOLS) replaces the metrics, tokenization, largest order and number of samples. Each scorer
-    of `scorer_folders` adds its verdict on the samples (scorer_metrics). `pairing` (PAIRINGS) says whether each
-    sample is also measured against its own reference; the report says which was done. With `task_from` (a run
-    folder), `samples_or_run` is a bare model spec, sampled and measured with that run's task (runs.load_with_task)."""
+    """-> the report: every requested metric of the samples against the references, and its timing. `protocol`
+    (PROTOCOLS) replaces the metrics, tokenization, largest order and n; each of `scorer_folders` adds its verdict
+    (scorer_metrics); `pairing` (PAIRINGS): each sample against its own reference too, or not (the report says).
+    With `task_from` (a run), `samples_or_run` is a bare model, measured on that run's task (runs.load_with_task)."""
     started = time.time()
-    if pairing not in PAIRINGS:
-        raise AdvgenError(f"unknown --pairing '{pairing}' (choose {', '.join(PAIRINGS)})")
+    tag_ks = check_options(pairing, tag_samples, tag_ks, max_n, n, batch_size)
     if protocol is not None:
         if protocol not in PROTOCOLS:
             raise AdvgenError(f"unknown --protocol '{protocol}' (choose {', '.join(PROTOCOLS)})")
@@ -273,16 +271,8 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     for needs_run in ("nll", "tags"):
         if needs_run in names and not run:
             raise AdvgenError(f"the {needs_run} metric needs a run folder (a generator), not a samples file")
-    try:
-        tag_ks = [int(k) for k in tag_ks]
-    except (TypeError, ValueError):
-        raise AdvgenError(f"--tag-k: expected comma-separated whole numbers, got {tag_ks}") from None
-    if tag_samples < 1 or not tag_ks or min(tag_ks) < 1:
-        raise AdvgenError(f"--tag-samples and every --tag-k must be positive, got {tag_samples} and {tag_ks}")
     if "validity" in names and not has_split:
         raise AdvgenError("the validity metric needs a corpus split as --references (its train split's words)")
-    if max_n < 1 or n < 0 or batch_size < 1:
-        raise AdvgenError(f"--max-n and --batch-size must be positive and --n not negative, got {max_n}, {batch_size}, {n}")
     if not isinstance(tokenize, str) or tokenize not in metrics.TOKENIZERS:
         raise AdvgenError(f"unknown --tokenize '{tokenize}' (choose {', '.join(metrics.TOKENIZERS)})")
 
@@ -306,13 +296,7 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
                                     seed=seed, temperature=temperature)
         sample_records = [records[i % len(records)] for i in range(len(samples))]  # each sample's prompt row
     pairs = own_references(sample_records, cfg.field if run else "reference")
-    if pairing == "auto":
-        pairing = "paired" if pairs is not None and (not run or cfg.condition or cfg.source) else "unpaired"
-    if pairing == "paired" and pairs is None:
-        raise AdvgenError(f"--pairing paired: not every row of {samples_or_run} has a 'reference' (advgen sample "
-                          "writes each test-split prompt's own)")
-    if "paired" in names and pairing == "unpaired":
-        raise AdvgenError("the paired metrics need --pairing paired (or auto, with a reference per sample)")
+    pairing = resolve_pairing(pairing, pairs, not run or bool(cfg.condition or cfg.source), names, samples_or_run)
     if metric_names is None and pairing == "paired":
         names = ["paired" if m == "bleu" else m for m in names]
     named = named_scorers(scorer_folders, models.resolve_device("auto"))
@@ -376,6 +360,34 @@ def evaluate(samples_or_run: str, references: str = "test", metric_names=None, o
     if out:
         write_json(Path(out), report)
     return report
+
+
+def check_options(pairing: str, tag_samples: int, tag_ks, max_n: int, n: int, batch_size: int) -> list:
+    """The settings of an evaluation that need no file, checked -> the tag ks as numbers."""
+    if pairing not in PAIRINGS:
+        raise AdvgenError(f"unknown --pairing '{pairing}' (choose {', '.join(PAIRINGS)})")
+    try:
+        tag_ks = [int(k) for k in tag_ks]
+    except (TypeError, ValueError):
+        raise AdvgenError(f"--tag-k: expected comma-separated whole numbers, got {tag_ks}") from None
+    if tag_samples < 1 or not tag_ks or min(tag_ks) < 1:
+        raise AdvgenError(f"--tag-samples and every --tag-k must be positive, got {tag_samples} and {tag_ks}")
+    if max_n < 1 or n < 0 or batch_size < 1:
+        raise AdvgenError(f"--max-n and --batch-size must be positive and --n not negative, got {max_n}, {batch_size}, {n}")
+    return tag_ks
+
+
+def resolve_pairing(pairing: str, pairs, conditional: bool, names: list, what) -> str:
+    """'auto' -> paired where every sample has its own reference and the task is conditional (a file with a
+    reference column counts as one); a paired request without references, or paired metrics unpaired: an error."""
+    if pairing == "auto":
+        pairing = "paired" if pairs is not None and conditional else "unpaired"
+    if pairing == "paired" and pairs is None:
+        raise AdvgenError(f"--pairing paired: not every row of {what} has a 'reference' (advgen sample writes each "
+                          "test-split prompt's own)")
+    if "paired" in names and pairing == "unpaired":
+        raise AdvgenError("the paired metrics need --pairing paired (or auto, with a reference per sample)")
+    return pairing
 
 
 def tag_metrics(model, tokenizer, cfg: PretrainConfig, records: list, n: int, ks, batch_size: int, seed: int,
