@@ -313,19 +313,32 @@ def rank_tags(tags: list, logprobs: list) -> list:
 def tag_scores(samples: list, truths: list, ks=(1, 3, 5)) -> dict:
     """Tags generated for items -> accuracy and ranking quality. `samples`: per item, a list of (tag, logprob) for
     its n samples; `truths`: per item, its reference tag (or a set of tags). accuracy: the share of all samples
-    equal to their item's tag; precision@k: |top-k ranked tags & truth| / k; recall@k: ... / |truth|; means over
-    items."""
+    equal to their item's tag; then `ranking_scores` of the distinct tags ranked by `rank_tags`."""
     if len(samples) != len(truths) or not samples:
         raise AdvgenError(f"tag scores need one truth per item, got {len(samples)} items and {len(truths)} truths")
-    truth_sets = [{normalized(t) for t in ([truth] if isinstance(truth, str) else truth)} for truth in truths]
+    truth_sets = [_truth_set(truth) for truth in truths]
     hits = [normalized(tag) in truth for drawn, truth in zip(samples, truth_sets) for tag, _ in drawn]
-    values = {"tag-accuracy": float(np.mean(hits))}
     ranked = [rank_tags([t for t, _ in drawn], [lp for _, lp in drawn]) for drawn in samples]
+    return {"tag-accuracy": float(np.mean(hits)), **ranking_scores(ranked, truths, ks)}
+
+
+def ranking_scores(ranked: list, truths: list, ks=(1, 3, 5)) -> dict:
+    """Per item, a ranked list of distinct labels (generated tags, or a classifier's classes by probability) and its
+    true label (or set of labels) -> precision@k = |top-k & truth| / k and recall@k = |top-k & truth| / |truth|,
+    means over items."""
+    if len(ranked) != len(truths) or not ranked:
+        raise AdvgenError(f"ranking scores need one truth per item, got {len(ranked)} items and {len(truths)} truths")
+    truth_sets = [_truth_set(truth) for truth in truths]
+    values = {}
     for k in ks:
-        found = [len(set(r[:k]) & truth) for r, truth in zip(ranked, truth_sets)]
+        found = [len({normalized(t) for t in r[:k]} & truth) for r, truth in zip(ranked, truth_sets)]
         values[f"precision@{k}"] = float(np.mean([f / k for f in found]))
         values[f"recall@{k}"] = float(np.mean([f / len(truth) for f, truth in zip(found, truth_sets)]))
     return values
+
+
+def _truth_set(truth) -> set:
+    return {normalized(t) for t in ([truth] if isinstance(truth, (str, int)) else truth)}
 
 
 def encoder(spec: str = "minilm-l6", device="cpu"):

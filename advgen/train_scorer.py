@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
-from advgen import config, data, distributed, models, scorers
+from advgen import config, data, distributed, metrics, models, scorers
 from advgen.config import ScorerConfig
 from advgen.errors import AdvgenError
 from advgen.runlog import RunLog
@@ -59,8 +59,9 @@ def _natural(name: str):
 
 
 def quality(kind: str, probs: np.ndarray, y: np.ndarray, raw) -> dict:
-    """Held-out quality of class probabilities (N, classes): style -> accuracy, macro-F1, confusion
-    matrix (rows true, columns predicted); click -> ROC-AUC on the binarised label, Spearman against the raw count."""
+    """Held-out quality of class probabilities (N, classes): style -> accuracy, macro-F1, precision@k and recall@k
+    of the classes ranked by probability (k = 1, 3, 5; as for generated tags), confusion matrix (rows true, columns
+    predicted); click -> ROC-AUC on the binarised label, Spearman against the raw count."""
     from scipy.stats import spearmanr
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
@@ -69,6 +70,7 @@ def quality(kind: str, probs: np.ndarray, y: np.ndarray, raw) -> dict:
         labels = list(range(probs.shape[1]))
         return {"accuracy": accuracy_score(y, predicted),
                 "macro_f1": f1_score(y, predicted, labels=labels, average="macro", zero_division=0),
+                **metrics.ranking_scores(np.argsort(-probs, axis=1, kind="stable").tolist(), y.tolist()),
                 "confusion": confusion_matrix(y, predicted, labels=labels).tolist()}
     score = probs[:, 1]
     constant = np.ptp(score) == 0  # a constant score ranks nothing: AUC 0.5, no correlation

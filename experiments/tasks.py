@@ -7,7 +7,8 @@ from its review):
     advgen sample RUN --inputs <a malformed copy>                    (must exit 2 with one line, writing nothing)
     advgen evaluate RUN --n N                                        (paired metrics; tags for the class task)
     advgen evaluate smollm2-135m --task-from RUN --n N               (the packaged SmolLM2, zero-shot, same prompts)
-For the class task, the bag-of-words and majority baselines of `advgen train-scorer --label class --field review`.
+For the class task, a class scorer of reviews (`advgen train-scorer --label class --field review`) and its majority and
+bag-of-words baselines, all three measured on the generators' test items (`classifier_baselines`).
 Best-of-n reranking on the review task: a department scorer of reviews trained on the even products reranks, one
 trained on the odd products judges; best-of-1, 4 and 16 on the same test prompts.
 
@@ -62,6 +63,37 @@ def product_halves(root: Path) -> tuple:
     return halves
 
 
+def classifier_baselines(root: Path, run: Path, n: int) -> Path:
+    """The class scorer, the majority class and bag-of-words logistic regression (train-scorer's baselines, refitted
+    on the same train split) on the class generator's first n test items, so that every row of the tags table is
+    measured on the same reviews; also on the whole test split. -> ROOT/class-baselines.json."""
+    out = root / "class-baselines.json"
+    if out.exists():
+        return out
+    import numpy as np
+
+    from advgen import data, runs, scorers, train_scorer
+    from advgen.config import ScorerConfig
+
+    scorer = scorers.load_scorer(root / "scorer-class")
+    cfg = ScorerConfig(**scorer.info["config"])
+    splits, names = train_scorer.labelled_splits(data.load_corpus(cfg.corpus), cfg)
+    generator_items = data.load_splits(runs.read_config(run)["pretrain"])["test"][:n]
+    if [str(r["review"]).strip() for r in generator_items] != splits["test"][0][:n]:
+        sys.exit("tasks: the class scorer's test split is not the generator's: the baselines would score other items")
+    report = {}
+    for name, count in ((f"first-{n}", n), ("test", None)):
+        test = tuple(v[:count] for v in splits["test"])
+        probs = scorers.probabilities(scorer, list(test[0])).numpy()
+        report[name] = {"items": len(test[0]), "scorer": train_scorer.quality("style", probs, np.array(test[1]), None),
+                        **train_scorer.bag_of_words("style", {**splits, "test": test}, len(names))}
+        for model in report[name].values():
+            if isinstance(model, dict):
+                model.pop("confusion", None)
+    out.write_text(json.dumps(train_scorer._plain(report), indent=1) + "\n")
+    return out
+
+
 def metrics_of(path: Path) -> dict:
     return json.loads(path.read_text())["metrics"]
 
@@ -95,6 +127,7 @@ def main(argv=None) -> None:
     scorer_class = root / "scorer-class"
     advgen("train-scorer", *SCORER, "--kind", "style", "--label", "class", "--out", scorer_class,
            out=scorer_class / "summary.json", log=log)
+    classifier_baselines(root, root / "class-from-review", args.n)
     even, odd = product_halves(root)
     for name, corpus in (("rerank", even), ("judge", odd)):
         folder = root / f"scorer-department-{name}"
@@ -123,15 +156,19 @@ def report_tables(root: Path, lines: list) -> str:
             out.append(f"| {task} | {name} | " + " | ".join(f"{m[k]:.2f}" for k in
                        ("sacrebleu", "sentence-bleu", "chrf", "rouge-l", "exact-match")) +
                        f" | {m['self-bleu-4']:.3f} | {m['distinct-2']:.3f} |")
-    out += ["", "## Class tags from reviews (test split)", "",
+    baselines = json.loads((root / "class-baselines.json").read_text())
+    items = next(iter(baselines.values()))["items"]
+    out += ["", f"## Class tags from reviews (the first {items} test items; generators: 5 samples per item)", "",
             "| model | accuracy | precision@1 | precision@3 | recall@3 | recall@5 |", "|---|---|---|---|---|---|"]
+    rank = ("precision@1", "precision@3", "recall@3", "recall@5")
     for name in ("quick", "smollm2"):
         m = metrics_of(root / f"class-from-review-{name}.json")
-        out.append(f"| generator: {name} | {m['tag-accuracy']:.3f} | {m['precision@1']:.3f} | {m['precision@3']:.3f} | "
-                   f"{m['recall@3']:.3f} | {m['recall@5']:.3f} |")
-    test = json.loads((root / "scorer-class" / "summary.json").read_text())["test"]
-    for name in ("majority", "bow_logreg", "scorer"):
-        out.append(f"| classifier: {name} | {test[name]['accuracy']:.3f} | | | | |")
+        out.append(f"| generator: {name} | {m['tag-accuracy']:.3f} | " + " | ".join(f"{m[k]:.3f}" for k in rank) + " |")
+    for split, scores in baselines.items():
+        for name in ("majority", "bow_logreg", "scorer"):
+            m = scores[name]
+            out.append(f"| classifier: {name} ({scores['items']} items) | {m['accuracy']:.3f} | "
+                       + " | ".join(f"{m[k]:.3f}" for k in rank) + " |")
     out += ["", "## Best-of-n reranking (reviews, department: rerank scorer on even products, judge on odd)", "",
             "| n | judge: share with the prompt's department | judge: mean P(department) | reranker's share | Self-BLEU-4 | distinct-2 |",
             "|---|---|---|---|---|---|"]

@@ -447,6 +447,21 @@ def test_tags_rank_by_frequency_then_log_probability_by_hand():
     assert multi["precision@2"] == 1.0 and multi["recall@2"] == pytest.approx(2 / 3)
 
 
+def test_classifier_rankings_score_like_generated_tags_by_hand():
+    from advgen.train_scorer import quality
+
+    probs = np.array([[0.5, 0.3, 0.2],   # truth 1: ranked 0, 1, 2 -> found at rank 2
+                      [0.1, 0.2, 0.7],   # truth 2: found at rank 1
+                      [0.4, 0.4, 0.2]])  # truth 1: a tie ranks the lower class first (0, 1, 2) -> rank 2
+    scores = quality("style", probs, np.array([1, 2, 1]), None)
+    assert scores["accuracy"] == pytest.approx(1 / 3) == pytest.approx(scores["precision@1"])
+    assert scores["recall@3"] == 1.0 and scores["precision@3"] == pytest.approx(1 / 3)
+    assert metrics.ranking_scores([[2, 0, 1]], [0], ks=(1, 2)) == {"precision@1": 0.0, "recall@1": 0.0,
+                                                                  "precision@2": 0.5, "recall@2": 1.0}
+    with pytest.raises(AdvgenError, match="one truth per item"):
+        metrics.ranking_scores([[0, 1]], [0, 1])
+
+
 def test_evaluate_tags_of_a_run(tmp_path):
     run, _ = task_run(tmp_path, "class", field="class", source="title", max_target_tokens=3)
     result = cli("evaluate", run, "--metrics", "tags", "--tag-samples", 4, "--tag-k", "1,2", "--out", tmp_path / "r.json")

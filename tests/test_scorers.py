@@ -173,6 +173,10 @@ def test_train_scorer_writes_a_scorer_with_its_held_out_quality(tmp_path, kind, 
         assert [sum(row) for row in confusion] == summary["test_class_counts"]
         assert test["majority"]["accuracy"] == pytest.approx(max(summary["test_class_counts"]) / summary["test_examples"])
         assert 0 < test["bow_logreg"]["macro_f1"] <= 1
+        for model in test.values():  # one true class: recall@1 is accuracy; 5 classes ranked: recall@5 is 1
+            assert model["recall@1"] == pytest.approx(model["accuracy"]) == pytest.approx(model["precision@1"])
+            assert model["recall@1"] <= model["recall@3"] <= model["recall@5"] == 1
+            assert model["precision@3"] == pytest.approx(model["recall@3"] / 3)
     else:
         assert test["majority"]["roc_auc"] == 0.5 and 0.5 < test["bow_logreg"]["roc_auc"] < 1
         assert -1 <= test["scorer"]["spearman"] <= 1 and 0 < test["bow_ridge_log1p"]["spearman"] < 1
