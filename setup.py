@@ -39,6 +39,8 @@ setup(
         "rebuild-data": ["pyarrow"],
         # nltk and fast-bleu are the references the BLEU tests and benchmarks/metrics.py compare against
         "test": ["pytest", "nltk", "fast-bleu", "scipy"],
+        # TRL is the peer benchmarks/vs_trl.py compares against; the package never imports it
+        "bench": ["trl==1.16.0"],
     },
     entry_points={"console_scripts": ["advgen=advgen.cli:main"]},
 )

@@ -333,6 +333,20 @@ def mle_step(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> dict:
     return {"losses/mle": distributed.gather(nll.detach().reshape(1)).sum().item() / n}
 
 
+def train_step(cfg: AdversarialConfig, m: Models, task: Task, state: dict) -> tuple:
+    """Stages 1-6 of step state["step"], which it advances. -> (rollout, components, mixed reward, shaped reward,
+    advantages, logs)."""
+    step = state["step"]
+    ro = rollout(cfg, m, task, step)
+    components = score(ro, m, cfg)
+    total = mix(components, m.mixer, cfg.prompts_per_step * cfg.k)
+    logs, reward, advantages = policy_step(cfg, m, ro, total, state)
+    logs.update(discriminator_steps(cfg, m, task, step, ro.texts))
+    logs.update(mle_step(cfg, m, task, step))
+    state["step"] = step + 1
+    return ro, components, total, reward, advantages, logs
+
+
 def log_step(cfg: AdversarialConfig, log: RunLog, m: Models, task: Task, ro: Rollout, step: int, components: dict,
              total: torch.Tensor, reward: torch.Tensor, advantages: torch.Tensor, logs: dict, state: dict) -> None:
     """metrics.jsonl, the bar, the collapse alarm and samples.jsonl, of the whole batch (rank 0 writes)."""
@@ -401,14 +415,8 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
         log.log(0, {"data/train_prompts": len(task.train), "data/batch": cfg.prompts_per_step * cfg.k,
                     "data/max_new_tokens": cfg.max_new_tokens, **warm})
     while state["step"] < cfg.max_steps:
+        ro, components, total, reward, advantages, logs = train_step(cfg, m, task, state)
         step = state["step"]
-        ro = rollout(cfg, m, task, step)
-        components = score(ro, m, cfg)
-        total = mix(components, m.mixer, cfg.prompts_per_step * cfg.k)
-        logs, reward, advantages = policy_step(cfg, m, ro, total, state)
-        logs.update(discriminator_steps(cfg, m, task, step, ro.texts))
-        logs.update(mle_step(cfg, m, task, step))
-        state["step"] = step = step + 1
         log_step(cfg, log, m, task, ro, step, components, total, reward, advantages, logs, state)
         if state["bad_steps"] >= cfg.nan_patience:
             log.close()

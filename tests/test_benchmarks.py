@@ -22,3 +22,19 @@ def test_pretrain_benchmark_compares_the_same_losses_and_prints_ratios():
     assert rows["plain / gpt2"]["params"] > rows["plain / corpus:300"]["params"]
     assert all(v > 0 for v in result["speedups"].values()) and len(result["speedups"]) == 5
     assert "speed-up advgen corpus:300 over plain gpt2" in out
+
+
+def test_vs_trl_times_every_row_on_the_same_prompts_and_prints_ratios():
+    out = subprocess.run([sys.executable, "benchmarks/vs_trl.py", "--policies", "tiny", "--prompts", "2", "--k", "2",
+                          "--new-tokens", "4", "--steps", "1", "--warmup", "1", "--init-steps", "2"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout  # exits 1 on other prompts
+    result = json.loads(out.strip().splitlines()[-1])
+    tiny = result["policies"]["tiny"]
+    assert set(tiny["rows"]) == {"trl-rloo", "advgen", "advgen+disc"}
+    for name, row in tiny["rows"].items():
+        assert row["samples_per_s"] > 0 and 1 <= row["tokens_per_sample"] <= 4 and row["peak_step_memory_mb"] >= 0
+        assert {"sample", "score", "policy forward (grad)", "forward (no grad)", "optimizer"} <= set(row["stages_s"])
+        assert row["stages_s"]["backward and rest"] >= 0  # the timed stages are disjoint parts of the step
+    assert tiny["rows"]["advgen+disc"]["stages_s"]["discriminator step"] > 0
+    assert {k for k in tiny if k.startswith("speedup/")} == {"speedup/advgen", "speedup/advgen+disc"}
+    assert "speedup/advgen" in out
