@@ -258,23 +258,36 @@ def target_nll(model, batch: dict, temperature: float = 1.0):
     return torch.nn.functional.cross_entropy(logits, targets, reduction="sum"), targets.numel()
 
 
-def teacher_forced_logprobs(model, prompts: list, samples, pad_id: int = 0) -> torch.Tensor:
+def teacher_forced_logprobs(model, prompts: list, samples, pad_id: int = 0, rows_per_chunk: int = 16) -> torch.Tensor:
     """Log-probabilities (B, N) of the sampled tokens under the model's full forward over prompt +
     sample, at temperature 1, with gradient when enabled; 0 where samples.mask is False. This is the
     policy's log-likelihood that policy gradients differentiate.
 
-    The LM head runs only at the positions that predict a sampled token (as target_nll does):
-    prompts and the padding after EOS are skipped, most of the work of a 50k-way softmax on short texts."""
+    Padding is skipped where it costs: the rows are sorted by length (prompt + sample) and run in chunks of
+    `rows_per_chunk`, each padded only to its own longest prompt and sample (samples that stop at EOS leave most of
+    a batch padded to the longest one); and the LM head runs only at the positions that predict a sampled token
+    (as target_nll does). Each row's result is that of the whole-batch forward up to float rounding."""
     model = sampling._unwrap(model)  # a peft model: its LoRA layers stay in place
-    ids, valid = sampling.left_pad(prompts, pad_id, samples.tokens.device)
-    P = ids.shape[1]
-    ids = torch.cat([ids, samples.tokens], dim=1)
-    attention = torch.cat([valid, samples.mask], dim=1)
-    hidden = model.get_decoder()(input_ids=ids, attention_mask=attention.long(),
-                                 position_ids=sampling.positions(attention)).last_hidden_state[:, P - 1:-1]  # (B, N, C)
-    logits = model.get_output_embeddings()(hidden[samples.mask]).float()                             # (M, V)
-    logp = logits.log_softmax(-1).gather(1, samples.tokens[samples.mask][:, None]).squeeze(1)        # (M,)
-    return torch.zeros(samples.tokens.shape, device=logp.device).masked_scatter(samples.mask, logp)
+    B, N = samples.tokens.shape
+    lengths = samples.mask.sum(1).tolist()
+    order = sorted(range(B), key=lambda i: (len(prompts[i]) + lengths[i], i))
+    pieces = []
+    for start in range(0, B, rows_per_chunk):
+        rows = order[start:start + rows_per_chunk]
+        n = max(lengths[i] for i in rows)
+        tokens, mask = samples.tokens[rows, :n], samples.mask[rows, :n]
+        ids, valid = sampling.left_pad([prompts[i] for i in rows], pad_id, samples.tokens.device)
+        P = ids.shape[1]
+        attention = torch.cat([valid, mask], dim=1)
+        hidden = model.get_decoder()(input_ids=torch.cat([ids, tokens], dim=1), attention_mask=attention.long(),
+                                     position_ids=sampling.positions(attention)).last_hidden_state[:, P - 1:-1]
+        logits = model.get_output_embeddings()(hidden[mask]).float()                              # (M, V)
+        logp = logits.log_softmax(-1).gather(1, tokens[mask][:, None]).squeeze(1)                  # (M,)
+        chunk = torch.zeros((len(rows), n), device=logp.device).masked_scatter(mask, logp)
+        pieces.append(torch.nn.functional.pad(chunk, (0, N - n)))
+    inverse = torch.empty(B, dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(B)
+    return torch.cat(pieces)[inverse.to(pieces[0].device)]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -11,16 +11,17 @@ def peak_memory_reset(device):
         return torch.cuda.memory_allocated()
     with open("/proc/self/clear_refs", "w") as f:  # resets the peak resident set size (VmHWM) to the current one
         f.write("5")
-    return _proc_status("VmRSS")
+    return resident("VmRSS")
 
 
 def peak_memory_since(device, base):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() - base
-    return _proc_status("VmHWM") - base
+    return resident("VmHWM") - base
 
 
-def _proc_status(key):
+def resident(key):
+    """A line of /proc/self/status in bytes: VmRSS (resident now), VmHWM (the peak since the last reset)."""
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 

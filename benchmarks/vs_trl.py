@@ -9,10 +9,12 @@ Policies: 'quick' (the quick preset's scratch GPT-2, 8,000-token corpus tokenize
 SmolLM2-135M), each from an `advgen pretrain` run of --init-steps steps on the embedded review titles (or a run
 folder given with --quick-init / --smollm2-init); 'tiny' is a 2-layer GPT-2 for the tests.
 
-Made equal: the policy weights (each row loads the same init run), the reward (TRL's reward function calls the
-frozen advgen row's MiniLM realism classifier: P(real) of the decoded completion), the prompts (TRL's dataset is
+Made equal: the policy weights (each row loads the same init run), the reward (one MiniLM realism classifier with a
+2-way head, frozen, which TRL's reward function and the frozen advgen row both call: P(real) of the decoded
+completion), the prompts (TRL's dataset is
 advgen's prompt rows for each step, in order, not shuffled; each prompt's ids round-trip through the tokenizer,
-checked), k samples per prompt (RLOO's num_generations), the number of new tokens, temperature 1 with no top-k or
+checked), k samples per prompt (RLOO's num_generations), at most --new-tokens new tokens (each sample
+stops at EOS; the tokens per sample of each row are reported), temperature 1 with no top-k or
 top-p, the KL coefficient (a penalty of beta * sum_t (log p - log p_ref) on the reward, as both do), the
 leave-one-out baseline without whitening, AdamW with the same learning rate, betas, eps and weight decay at a
 constant schedule, gradient clipping at the same norm, fp32 (TRL's defaults bf16=True and
@@ -27,16 +29,17 @@ Differences that remain (the APIs allow no closer match):
 - advgen scales each reward component by its running spread (rewards.RewardMixer) before the KL term; TRL uses the
   raw reward. This changes the advantages' scale, not the cost.
 - advgen decodes every completion for its logs and its collapse alarm; TRL decodes for its reward functions.
-Peak memory: per row, the most resident memory (CPU: VmHWM; CUDA: max allocated) a timed step adds to what the
-process held when the step began; all rows live in one process, so the figure is the step's own working memory,
-not the weights each row keeps.
+Memory: per row, the most resident memory a measured step adds to what the process held when it began (CPU:
+VmHWM after a reset, in bytes of RSS; CUDA: max allocated). On CPU one process cannot separate the rows (a step can
+reuse memory another row's step freed and glibc kept), so each row is measured again in a process of its own
+(`--rows ROW`, one warm-up and one measured step): its step memory and the process's peak, weights, optimizer states
+and libraries included.
 
     python benchmarks/vs_trl.py [--policies quick,smollm2] [--steps 3] [--warmup 1] [--device cpu]
 
 Prints one line per row, the per-stage times, the ratios, and one JSON object on the last line.
 """
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -47,9 +50,9 @@ from pathlib import Path
 
 import torch
 
-from advgen import adversarial, data, distributed, models, rewards, runs
+from advgen import adversarial, data, distributed, models, rewards, runs, scorers, seeds
 from advgen.config import AdversarialConfig
-from common import peak_memory_reset, peak_memory_since
+from common import peak_memory_reset, peak_memory_since, resident
 
 ROOT = Path(__file__).resolve().parents[1]
 # `advgen pretrain` flags of each policy's init run (then --max-steps --init-steps and no evaluation to speak of).
@@ -89,6 +92,16 @@ class Stages:
         return out
 
 
+PROCESS_PEAK = [0]  # the most resident memory of this process (CPU), kept across the per-step resets
+
+
+def memory_reset(device):
+    """common.peak_memory_reset, first keeping the process's peak resident memory so far."""
+    if device.type == "cpu":
+        PROCESS_PEAK[0] = max(PROCESS_PEAK[0], resident("VmHWM"))
+    return peak_memory_reset(device)
+
+
 def forward_kind() -> str:
     return "policy forward (grad)" if torch.is_grad_enabled() else "forward (no grad)"
 
@@ -105,8 +118,9 @@ def init_run(policy: str, given: str, steps: int, work: Path) -> Path:
     return out
 
 
-def advgen_row(init: Path, args, disc_steps: int):
-    """(config, models, task, state) of an advgen row, built as `advgen adversarial` builds them."""
+def advgen_row(init: Path, args, disc_steps: int, reward=None):
+    """(config, models, task, state) of an advgen row, built as `advgen adversarial` builds them; `reward`, when
+    given, replaces its discriminator (the frozen row shares TRL's reward model)."""
     cfg = AdversarialConfig(init=str(init), discriminator="minilm-l6", disc_max_length=64, disc_steps=disc_steps,
                             disc_warmup=0, prompts_per_step=args.prompts, k=args.k, max_new_tokens=args.new_tokens,
                             gen_lr=args.lr, disc_lr=1e-5, kl_coef=args.kl, baseline="loo", w_realism=1.0,
@@ -114,20 +128,24 @@ def advgen_row(init: Path, args, disc_steps: int):
     run = adversarial.load_init(cfg.init)
     task = adversarial.load_task(cfg, run.cfg, {})
     m = adversarial.build_models(cfg, run, {}, torch.device(args.device))
+    m.discriminator = reward or m.discriminator
     m.policy = distributed.data_parallel(m.generator, calls=True)
     m.disc_step = m.discriminator
     return cfg, m, task, {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False}
 
 
-def trl_prompts(cfg: AdversarialConfig, m, task, steps: int) -> tuple:
-    """advgen's prompts of steps 0..steps-1 as text, in order: TRL's dataset, so that its step s has advgen's
-    prompts of step s. Each text must tokenize back to advgen's prompt ids. -> (texts, their ids)."""
+def trl_prompts(init: Path, args) -> tuple:
+    """advgen's prompts of every step, as text, in order: TRL's dataset, so that its step s has advgen's prompts of
+    step s (data.batch_at's stream "prompts", as adversarial.rollout draws them). Each text must tokenize back to
+    advgen's prompt ids. -> (texts, their ids)."""
+    run = runs.load(init)
+    train = data.load_splits(run.cfg)["train"]
     texts, ids_of = [], []
-    for step in range(steps):
-        for i in data.batch_at(list(range(len(task.train))), cfg.prompts_per_step, cfg.seed, step, "prompts"):
-            ids = runs.prompt(m.tokenizer, task.cfg, task.train[i])
-            text = m.tokenizer.decode(ids)
-            if m.tokenizer(text=text)["input_ids"] != ids:
+    for step in range(args.warmup + args.steps):
+        for i in data.batch_at(list(range(len(train))), args.prompts, 0, step, "prompts"):
+            ids = runs.prompt(run.tokenizer, run.cfg, train[i])
+            text = run.tokenizer.decode(ids)
+            if run.tokenizer(text=text)["input_ids"] != ids:
                 sys.exit(f"vs_trl: a prompt does not round-trip through the tokenizer ({ids[:8]}...): TRL would see "
                          "other prompts than advgen")
             texts.append(text)
@@ -179,31 +197,39 @@ def instrument(stages: Stages) -> None:
     models.teacher_forced_logprobs = stages.wrap(models.teacher_forced_logprobs, forward_kind)
 
 
-def bench_policy(init: Path, args, work: Path, stages: Stages) -> dict:
-    """All rows of one policy, interleaved: TRL's train() drives, and after each of its steps every advgen row
-    takes one step. -> {row: [{"seconds", "samples", "tokens", "memory", "stages"} per timed step]}."""
+def bench_policy(init: Path, args, work: Path, stages: Stages, wanted: list) -> dict:
+    """The `wanted` rows of one policy, interleaved: TRL's train() drives, and after each of its steps every advgen
+    row takes one step (without the TRL row, the advgen rows take turns).
+    -> {row: [{"seconds", "samples", "tokens", "memory", "stages"} per timed step]}."""
     device = stages.device
-    rows = {"advgen": advgen_row(init, args, 0), "advgen+disc": advgen_row(init, args, 1)}
-    reward = rows["advgen"][1].discriminator  # frozen (disc_steps 0): the reward of the TRL row and the advgen row
-    reward.model.eval().requires_grad_(False)
-    prompts, prompt_ids = trl_prompts(*rows["advgen"][:3], args.warmup + args.steps)
-    done = {row: [] for row in ROWS}
+    reward = scorers.new_discriminator("minilm-l6", 64, seed=seeds.derive(0, "disc-head"))  # build_models' draw
+    reward.model.to(device).eval().requires_grad_(False)  # the frozen reward of the TRL row and the advgen row
+    rows = {row: advgen_row(init, args, int(row == "advgen+disc"), reward if row == "advgen" else None)
+            for row in wanted if row != "trl-rloo"}
+    done = {row: [] for row in wanted}
     for cfg, m, _, _ in rows.values():
         m.gen_opt.step = stages.wrap(m.gen_opt.step, "optimizer")
     clock = {}
 
     def advgen_step(row):
         cfg, m, task, state = rows[row]
-        base = peak_memory_reset(device)
+        base = memory_reset(device)
         start = time.perf_counter()
         ro = adversarial.train_step(cfg, m, task, state)[0]
         seconds = time.perf_counter() - start
         done[row].append({"seconds": seconds, "samples": len(ro.texts), "tokens": int(ro.samples.mask.sum()),
                           "memory": peak_memory_since(device, base), "stages": stages.take(seconds)})
 
+    if "trl-rloo" not in wanted:
+        for _ in range(args.warmup + args.steps):
+            for row in rows:
+                advgen_step(row)
+        return {row: steps[args.warmup:] for row, steps in done.items()}
+    prompts, prompt_ids = trl_prompts(init, args)
+
     def on_step(event):
         if event == "begin":
-            clock["memory"], clock["start"] = peak_memory_reset(device), time.perf_counter()
+            clock["memory"], clock["start"] = memory_reset(device), time.perf_counter()
         elif event == "optimizer-begin":
             clock["optimizer"] = time.perf_counter()
         elif event == "optimizer-end":
@@ -241,11 +267,25 @@ def summary(steps: list) -> dict:
             "stages_s": {k: sum(s["stages"].get(k, 0.0) for s in steps) / len(steps) for k in stage_names}}
 
 
+def alone(policy: str, init: Path, row: str, args) -> dict:
+    """The row's memory measured in a process of its own (CPU: in one process, a step can reuse what another row's
+    step freed, and glibc keeps, so only a process per row separates them): {"peak_step_memory_mb",
+    "process_peak_mb"}, after one warm-up step and one measured step."""
+    command = [sys.executable, __file__, "--policies", policy, f"--{policy}-init", str(init), "--rows", row,
+               "--steps", "1", "--warmup", "1", "--prompts", str(args.prompts), "--k", str(args.k), "--new-tokens",
+               str(args.new_tokens), "--kl", str(args.kl), "--lr", str(args.lr), "--device", args.device]
+    out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    measured = json.loads(out.strip().splitlines()[-1])["policies"][policy]["rows"][row]
+    return {key: measured[key] for key in ("peak_step_memory_mb", "process_peak_mb")}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policies", default="quick,smollm2", help=f"comma-separated, of {', '.join(POLICIES)}")
-    ap.add_argument("--quick-init", default="", help="a pretrain run folder for the quick policy (default: a fresh one)")
-    ap.add_argument("--smollm2-init", default="", help="a pretrain run folder for the smollm2 policy (default: a fresh one)")
+    for policy in POLICIES:
+        ap.add_argument(f"--{policy}-init", default="", help=f"a pretrain run folder for the {policy} policy "
+                                                             "(default: a fresh one)")
+    ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated, of " + ", ".join(ROWS))
     ap.add_argument("--init-steps", type=int, default=20, help="pretrain steps of a fresh init run")
     ap.add_argument("--prompts", type=int, default=16, help="prompts per step")
     ap.add_argument("--k", type=int, default=4, help="samples per prompt")
@@ -257,34 +297,48 @@ def main():
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     policies = [p for p in args.policies.split(",") if p]
-    unknown = sorted(set(policies) - set(POLICIES))
-    if unknown or not policies or args.steps < 1 or args.warmup < 0 or args.k < 2:
-        sys.exit(f"vs_trl: --policies of {', '.join(POLICIES)} (got {args.policies}); --steps >= 1, --warmup >= 0, "
-                 "--k >= 2 (leave-one-out)")
+    wanted = [r for r in ROWS if r in args.rows.split(",")]
+    if sorted(set(policies) - set(POLICIES)) or not policies or not wanted or args.steps < 1 or args.warmup < 0 \
+            or args.k < 2:
+        sys.exit(f"vs_trl: --policies of {', '.join(POLICIES)} (got {args.policies}), --rows of {', '.join(ROWS)} "
+                 f"(got {args.rows}); --steps >= 1, --warmup >= 0, --k >= 2 (leave-one-out)")
     from transformers.utils import logging
     logging.set_verbosity_error()
-    result = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else
+    device = torch.device(args.device)
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               f"cpu x{torch.get_num_threads()} threads", "prompts": args.prompts, "k": args.k,
               "new_tokens": args.new_tokens, "steps": args.steps, "warmup": args.warmup, "policies": {}}
-    stages = Stages(torch.device(args.device))
+    stages = Stages(device)
     instrument(stages)
     with tempfile.TemporaryDirectory() as tmp:
         for policy in policies:
-            init = init_run(policy, getattr(args, f"{policy}_init", ""), args.init_steps, Path(tmp))
-            rows = {row: summary(steps) for row, steps in bench_policy(init, args, Path(tmp), stages).items()}
-            trl = rows["trl-rloo"]
-            result["policies"][policy] = {
-                "init": str(init) if getattr(args, f"{policy}_init", "") else f"fresh: advgen pretrain, {args.init_steps} steps",
-                "rows": rows, **{f"speedup/{row}": rows[row]["samples_per_s"] / trl["samples_per_s"] for row in ROWS[1:]},
-                **{f"memory_ratio/{row}": rows[row]["peak_step_memory_mb"] / trl["peak_step_memory_mb"] for row in ROWS[1:]}}
+            given = getattr(args, f"{policy.replace('-', '_')}_init")
+            init = init_run(policy, given, args.init_steps, Path(tmp))
+            rows = {row: summary(steps) for row, steps in bench_policy(init, args, Path(tmp), stages, wanted).items()}
+            for row in rows:
+                rows[row]["process_peak_mb"] = max(PROCESS_PEAK[0], resident("VmHWM")) / 2**20 \
+                    if device.type == "cpu" else None
+                if device.type == "cpu" and len(rows) > 1:
+                    rows[row]["memory_alone"] = alone(policy, init, row, args)
+            result["policies"][policy] = report = {"init": given or f"fresh: advgen pretrain, {args.init_steps} steps",
+                                                   "rows": rows}
+            if "trl-rloo" in rows:
+                trl = rows["trl-rloo"]
+                step_memory = lambda r: (r.get("memory_alone") or r)["peak_step_memory_mb"]  # noqa: E731
+                for row in rows:
+                    if row != "trl-rloo":
+                        report[f"speedup/{row}"] = rows[row]["samples_per_s"] / trl["samples_per_s"]
+                        report[f"step_memory_ratio/{row}"] = step_memory(rows[row]) / max(step_memory(trl), 1e-9)
             for row, r in rows.items():
+                memory = r.get("memory_alone") or r
                 print(f"{policy:8s} {row:12s} {r['samples_per_s']:8.2f} samples/s {r['tokens_per_s']:9.1f} tokens/s "
-                      f"{r['step_s']:7.2f} s/step {r['tokens_per_sample']:5.1f} tokens/sample "
-                      f"peak +{r['peak_step_memory_mb']:8.1f} MB")
+                      f"{r['step_s']:7.2f} s/step {r['tokens_per_sample']:5.1f} tokens/sample   step memory "
+                      f"+{memory['peak_step_memory_mb']:7.1f} MB" + (f", process peak {memory['process_peak_mb']:7.1f} MB"
+                                                                    if memory["process_peak_mb"] else ""))
                 print("         " + "  ".join(f"{k} {v:.2f}s" for k, v in r["stages_s"].items()))
-            for key, value in result["policies"][policy].items():
-                if key.startswith(("speedup", "memory_ratio")):
-                    print(f"{policy:8s} {key:28s} {value:.2f}")
+            for key, value in report.items():
+                if key.startswith(("speedup", "step_memory_ratio")):
+                    print(f"{policy:8s} {key:32s} {value:.2f}")
     print(json.dumps(result))
 
 

@@ -35,6 +35,9 @@ def test_vs_trl_times_every_row_on_the_same_prompts_and_prints_ratios():
         assert row["samples_per_s"] > 0 and 1 <= row["tokens_per_sample"] <= 4 and row["peak_step_memory_mb"] >= 0
         assert {"sample", "score", "policy forward (grad)", "forward (no grad)", "optimizer"} <= set(row["stages_s"])
         assert row["stages_s"]["backward and rest"] >= 0  # the timed stages are disjoint parts of the step
+        alone = row["memory_alone"]  # the row again in a process of its own
+        assert alone["peak_step_memory_mb"] >= 0 and alone["process_peak_mb"] > 100  # torch and the models are in it
     assert tiny["rows"]["advgen+disc"]["stages_s"]["discriminator step"] > 0
-    assert {k for k in tiny if k.startswith("speedup/")} == {"speedup/advgen", "speedup/advgen+disc"}
+    assert {k for k in tiny if k.startswith(("speedup/", "step_memory_ratio/"))} == \
+        {f"{kind}/{row}" for kind in ("speedup", "step_memory_ratio") for row in ("advgen", "advgen+disc")}
     assert "speedup/advgen" in out

@@ -230,6 +230,26 @@ def test_logprobs_equal_teacher_forced_forward(kind):
     assert (expected - s.logprobs).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_teacher_forcing_in_length_sorted_chunks_equals_one_whole_batch_forward(kind):
+    """Chunks of 3 rows, each padded to its own longest prompt and sample, against one chunk of all 16 rows (the
+    whole batch padded to its longest): the same log-probabilities and gradients, up to float32 rounding of
+    differently shaped matmuls (|logp| < 10: 1e-5 is some tens of float32 ulps)."""
+    model = tiny(kind, vocab=50)
+    s = sampling.generate(model, PROMPTS * 4, 20, eos_id=EOS, pad_id=PAD, seed=3)
+    assert len(set(s.mask.sum(1).tolist())) > 2, "the rows should stop at different lengths"
+    values, grads = [], []
+    for rows in (3, 16):
+        model.zero_grad()
+        logp = models.teacher_forced_logprobs(model, PROMPTS * 4, s, pad_id=PAD, rows_per_chunk=rows)
+        (logp.sum(1) * torch.linspace(-1, 1, 16)).sum().backward()
+        values.append(logp.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert (values[0][~s.mask] == 0).all()
+    torch.testing.assert_close(values[0], values[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
 def test_same_seed_same_samples_and_global_rng_untouched():
     model = tiny("llama")
     torch.manual_seed(123)
