@@ -333,6 +333,11 @@ def mle_step(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> dict:
     return {"losses/mle": distributed.gather(nll.detach().reshape(1)).sum().item() / n}
 
 
+def initial_state() -> dict:
+    """What the loop carries from step to step (and the checkpoint keeps), before the first step."""
+    return {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False, "world_size": distributed.world_size()}
+
+
 def train_step(cfg: AdversarialConfig, m: Models, task: Task, state: dict) -> tuple:
     """Stages 1-6 of step state["step"], which it advances. -> (rollout, components, mixed reward, shaped reward,
     advantages, logs)."""
@@ -395,7 +400,7 @@ def adversarial(cfg: AdversarialConfig, resume: bool = False) -> Path:
     task = load_task(cfg, init.cfg, scorers_)
     m = build_models(cfg, init, scorers_, device)
 
-    state = {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False, "world_size": distributed.world_size()}
+    state = initial_state()
     resumed = resume and runs.checkpoint_path(run).exists()
     if resumed:
         state = load_checkpoint(runs.checkpoint_path(run), m)

@@ -52,7 +52,7 @@ import torch
 
 from advgen import adversarial, data, distributed, models, rewards, runs, scorers, seeds
 from advgen.config import AdversarialConfig
-from common import peak_memory_reset, peak_memory_since, resident
+from common import peak_memory_reset, peak_memory_since, resident, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 # `advgen pretrain` flags of each policy's init run (then --max-steps --init-steps and no evaluation to speak of).
@@ -72,18 +72,11 @@ class Stages:
         self.device, self.now = device, defaultdict(float)
 
     def wrap(self, fn, name):
-        def timed(*args, **kwargs):
-            self._sync()
-            start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            self._sync()
-            self.now[name() if callable(name) else name] += time.perf_counter() - start
+        def timed_call(*args, **kwargs):
+            out, seconds = timed(lambda: fn(*args, **kwargs), self.device)
+            self.now[name() if callable(name) else name] += seconds
             return out
-        return timed
-
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        return timed_call
 
     def take(self, total: float) -> dict:
         """The step's stage times, with what no wrapper saw (the backward pass among it) as 'backward and rest'."""
@@ -131,7 +124,7 @@ def advgen_row(init: Path, args, disc_steps: int, reward=None):
     m.discriminator = reward or m.discriminator
     m.policy = distributed.data_parallel(m.generator, calls=True)
     m.disc_step = m.discriminator
-    return cfg, m, task, {"step": 0, "ema": None, "bad_steps": 0, "alarmed": False}
+    return cfg, m, task, adversarial.initial_state()
 
 
 def trl_prompts(init: Path, args) -> tuple:
@@ -214,9 +207,7 @@ def bench_policy(init: Path, args, work: Path, stages: Stages, wanted: list) -> 
     def advgen_step(row):
         cfg, m, task, state = rows[row]
         base = memory_reset(device)
-        start = time.perf_counter()
-        ro = adversarial.train_step(cfg, m, task, state)[0]
-        seconds = time.perf_counter() - start
+        ro, seconds = timed(lambda: adversarial.train_step(cfg, m, task, state)[0], device)
         done[row].append({"seconds": seconds, "samples": len(ro.texts), "tokens": int(ro.samples.mask.sum()),
                           "memory": peak_memory_since(device, base), "stages": stages.take(seconds)})
 
@@ -300,7 +291,7 @@ def main():
     wanted = [r for r in ROWS if r in args.rows.split(",")]
     if sorted(set(policies) - set(POLICIES)) or not policies or not wanted or args.steps < 1 or args.warmup < 0 \
             or args.k < 2:
-        sys.exit(f"vs_trl: --policies of {', '.join(POLICIES)} (got {args.policies}), --rows of {', '.join(ROWS)} "
+        ap.error(f"--policies of {', '.join(POLICIES)} (got {args.policies}), --rows of {', '.join(ROWS)} "
                  f"(got {args.rows}); --steps >= 1, --warmup >= 0, --k >= 2 (leave-one-out)")
     from transformers.utils import logging
     logging.set_verbosity_error()
@@ -315,9 +306,9 @@ def main():
             given = getattr(args, f"{policy.replace('-', '_')}_init")
             init = init_run(policy, given, args.init_steps, Path(tmp))
             rows = {row: summary(steps) for row, steps in bench_policy(init, args, Path(tmp), stages, wanted).items()}
-            for row in rows:
+            for row in rows:  # a process's peak is one row's only when the process ran that row alone
                 rows[row]["process_peak_mb"] = max(PROCESS_PEAK[0], resident("VmHWM")) / 2**20 \
-                    if device.type == "cpu" else None
+                    if device.type == "cpu" and len(rows) == 1 else None
                 if device.type == "cpu" and len(rows) > 1:
                     rows[row]["memory_alone"] = alone(policy, init, row, args)
             result["policies"][policy] = report = {"init": given or f"fresh: advgen pretrain, {args.init_steps} steps",

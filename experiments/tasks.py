@@ -90,7 +90,7 @@ def classifier_baselines(root: Path, run: Path, n: int) -> Path:
         for model in report[name].values():
             if isinstance(model, dict):
                 model.pop("confusion", None)
-    out.write_text(json.dumps(train_scorer._plain(report), indent=1) + "\n")
+    out.write_text(json.dumps(report, indent=1, default=lambda v: v.item()) + "\n")  # numpy scalars as numbers
     return out
 
 
