@@ -178,8 +178,10 @@ def named_scorers(folders, device) -> dict:
 
 def scorer_metrics(named: dict, texts: list, records: list, batch_size: int = 64) -> dict:
     """Each scorer's verdict on the samples, for a report: a style scorer's share of the samples it assigns to
-    their prompt's label (`style-accuracy/NAME`, over the samples whose prompt states one) and its mean
-    P(that label); a click model's mean P(engaged) (`click/NAME`); a discriminator's mean P(real)."""
+    their prompt's label (`style-accuracy/NAME`, over the samples whose prompt states one), that share among the
+    samples of each target label (`style-accuracy/NAME/LABEL`) and its mean over the target labels
+    (`style-balanced-accuracy/NAME`: prompts skewed to one label cannot lift it), and its mean P(that label); a
+    click model's mean P(engaged) (`click/NAME`); a discriminator's mean P(real)."""
     values = {}
     for name, scorer in named.items():
         verdicts = scorers.judge(scorer, texts, records, batch_size)
@@ -189,7 +191,12 @@ def scorer_metrics(named: dict, texts: list, records: list, batch_size: int = 64
             if not targeted:
                 raise AdvgenError(f"style scorer {name}: no sample's prompt states a '{scorer.info['label']}' "
                                   "label to measure against")
+            hits = {}
+            for v in targeted:
+                hits.setdefault(v["target"], []).append(v["label"] == v["target"])
             values[f"style-accuracy/{name}"] = float(np.mean([v["label"] == v["target"] for v in targeted]))
+            values[f"style-balanced-accuracy/{name}"] = float(np.mean([np.mean(h) for h in hits.values()]))
+            values.update({f"style-accuracy/{name}/{label}": float(np.mean(hits[label])) for label in sorted(hits)})
             values[f"style-p/{name}"] = float(np.mean([v["score"] for v in targeted]))
         else:
             values[f"{kind}/{name}"] = float(np.mean([v["score"] for v in verdicts]))

@@ -16,7 +16,7 @@ import numpy as np
 
 MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial"}
 COLORS = {"mle": "tab:blue", "adv": "tab:red"}
-RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z]+)-s(?P<seed>\d+)$")
+RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9-]+)-s(?P<seed>\d+)$")
 
 
 def read_csv(path) -> list:
@@ -36,14 +36,15 @@ def read_jsonl(path) -> list:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def runs_by_model(folder) -> dict:
-    """{model: {seed: run folder}} for the run folders under `folder`, models in MODELS order."""
+def runs_by_model(folder, models=MODELS) -> dict:
+    """{model: {seed: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed>), in the order
+    of `models` (COCO's MODELS, or the e-commerce settings)."""
     found = {}
     for path in sorted(Path(folder).iterdir()):
         match = RUN_NAME.match(path.name)
-        if path.is_dir() and match and match["model"] in MODELS:
+        if path.is_dir() and match and match["model"] in models:
             found.setdefault(match["model"], {})[int(match["seed"])] = path
-    return {m: dict(sorted(found[m].items())) for m in MODELS if m in found}
+    return {m: dict(sorted(found[m].items())) for m in models if m in found}
 
 
 def sweeps(folder) -> dict:
@@ -134,12 +135,36 @@ def pyplot():
     return plt
 
 
-def arguments(description: str):
-    """--runs (the committed logs of the benchmark) and --out (the paper folder), the same for every script."""
+def arguments(description: str, benchmark: str = "coco"):
+    """--runs (the committed logs of the benchmark: paper/runs/<benchmark>) and --out (the paper folder), the same
+    for every script."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
     here = Path(__file__).resolve().parent.parent
-    parser.add_argument("--runs", default=str(here / "paper" / "runs" / "coco"), help="the benchmark's logs")
+    parser.add_argument("--runs", default=str(here / "paper" / "runs" / benchmark), help="the benchmark's logs")
     parser.add_argument("--out", default=str(here / "paper"), help="writes OUT/figures and OUT/tables")
     return parser.parse_args()
+
+
+def evaluations(folder) -> dict:
+    """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for the MLE runs and
+    each steering setting of settings.json, in that order. values: the eval-T<t>.json metrics, plus from the
+    samples-T<t>.jsonl beside it 'words' (mean whitespace words per sample) and 'top-share' (the share of samples
+    equal to the most frequent one)."""
+    folder = Path(folder)
+    settings = json.loads((folder / "settings.json").read_text())
+    found = {}
+    for model, by_seed in runs_by_model(folder, ["mle", *settings["settings"]]).items():
+        for seed, run in by_seed.items():
+            for report in sorted(run.glob("eval-T*.json")):
+                t = float(report.stem[len("eval-T"):])
+                texts = [r["text"] for r in read_jsonl(run / f"samples-T{t:.2f}.jsonl")]
+                counts = {}
+                for text in texts:
+                    counts[text] = counts.get(text, 0) + 1
+                values = dict(json.loads(report.read_text())["metrics"],
+                              words=float(np.mean([len(x.split()) for x in texts])),
+                              **{"top-share": max(counts.values()) / len(texts)})
+                found.setdefault(model, {}).setdefault(seed, {})[t] = values
+    return found

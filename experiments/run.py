@@ -166,7 +166,7 @@ def main(argv=None) -> None:
     if args.smoke:  # the figures and tables of the smoke logs, and paper.md's quoted tables refreshed in a copy
         (work / "paper").mkdir(exist_ok=True)
         shutil.copy2(REPO / "paper" / "paper.md", work / "paper" / "paper.md")
-        subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs),
+        subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs.parent),
                                "--out", str(work / "paper")], cwd=REPO)
 
 

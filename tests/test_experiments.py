@@ -103,3 +103,39 @@ def test_paper_md_quotes_the_current_tables(tmp_path):
     (tmp_path / "tables" / "table9.md").write_text("| a |\n|---|\n| 2 |\n")  # a new table replaces the old one
     paper.refresh_tables(md, tmp_path / "tables")
     assert md.read_text() == "text\n<!-- table table9 -->\n| a |\n|---|\n| 2 |\n<!-- end table9 -->\nmore\n"
+
+
+def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
+    def ecommerce(*args):
+        done = subprocess.run([sys.executable, str(REPO / "experiments" / "ecommerce.py"), "--smoke", "--root",
+                               str(tmp_path), *args], cwd=REPO, capture_output=True, text=True)
+        return done
+
+    first = ecommerce()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    logs = tmp_path / "runs" / "ecommerce"
+    for name in ("sentiment-reward", "sentiment-judge", "click-reward", "click-judge", "review-click-reward",
+                 "review-click-judge"):
+        assert sorted(p.name for p in (logs / "scorers" / name).iterdir()) == ["scorer.json", "summary.json"]
+    reward, judge = (json.loads((logs / "scorers" / n / "scorer.json").read_text())["config"]["corpus"]
+                     for n in ("sentiment-reward", "sentiment-judge"))
+    assert reward.endswith("products-even.jsonl") and judge.endswith("products-odd.jsonl")
+    for run in ("titles-mle-s0", "titles-style3-click1-s0"):
+        assert not (logs / run / "generator").exists() and not (logs / run / "checkpoint").exists()
+        metrics = json.loads((logs / run / "eval-T1.00.json").read_text())["metrics"]
+        for key in ("bleu-4", "self-bleu-4", "distinct-2", "click/scorer-click-judge",
+                    "style-balanced-accuracy/scorer-sentiment-judge", "style-accuracy/scorer-sentiment-reward"):
+            assert 0 <= metrics[key] <= 1, (run, key)
+        rows = [json.loads(line) for line in (logs / run / "samples-T1.00.jsonl").read_text().splitlines()]
+        assert len(rows) == 24 and all("rating" in r["condition"] for r in rows)
+    config = json.loads((logs / "titles-style3-click1-s0" / "config.json").read_text())["adversarial"]
+    assert (config["w_style"], config["w_click"]) == (3.0, 1.0) and config["style_scorer"].endswith("sentiment-reward")
+    table7 = list(csv.reader((tmp_path / "paper" / "tables" / "table7.csv").open()))
+    assert [row[0] for row in table7[1:]] == ["mle", "style3-click1"]
+    assert list(csv.reader((tmp_path / "paper" / "tables" / "table6.csv").open()))[1][0] == "sentiment-reward"
+    assert (tmp_path / "paper" / "figures" / "figure3.png").is_file()
+    # A finished chain is skipped; an unknown setting is refused before anything runs.
+    again = ecommerce()
+    assert again.returncode == 0 and "seed 0: complete" in again.stdout and "$ advgen" not in again.stdout, again.stdout
+    bad = ecommerce("--settings", "style9")
+    assert bad.returncode == 2 and "--settings" in bad.stderr

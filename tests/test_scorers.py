@@ -289,7 +289,8 @@ def test_score_command_bad_input_exits_2_and_keeps_the_old_file(scored, tmp_path
 def test_evaluate_reports_each_scorers_verdict_on_the_samples(scored, tmp_path):
     samples = tmp_path / "samples.jsonl"
     rows = [{"text": t, "condition": {"department": d}} for t, d in
-            [("pretty summer dress", "Dresses"), ("warm coat", "Jackets"), ("soft tee", "Tops"), ("jeans", "Bottoms")]]
+            [("pretty summer dress", "Dresses"), ("warm coat", "Jackets"), ("soft tee", "Tops"), ("jeans", "Bottoms"),
+             ("a long maxi dress", "Dresses")]]
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     style_dir, click_dir = scored / "style-department", scored / "click-feedback_count"
     result = CliRunner().invoke(main, ["evaluate", str(samples), "--references", str(samples), "--metrics", "distinct",
@@ -301,9 +302,14 @@ def test_evaluate_reports_each_scorers_verdict_on_the_samples(scored, tmp_path):
     p = scorers.probabilities(style, [r["text"] for r in rows])
     labels = style.info["labels"]
     targets = [labels.index(r["condition"]["department"]) for r in rows]
-    assert values["style-accuracy/style-department"] == pytest.approx(
-        sum(int(p[i].argmax()) == t for i, t in enumerate(targets)) / 4)
-    assert values["style-p/style-department"] == pytest.approx(float(sum(p[i, t] for i, t in enumerate(targets)) / 4), abs=1e-6)
+    hits = [int(p[i].argmax()) == t for i, t in enumerate(targets)]
+    assert values["style-accuracy/style-department"] == pytest.approx(sum(hits) / 5)
+    # Per target label, and their mean: the two Dresses prompts count as one label.
+    assert values["style-accuracy/style-department/Dresses"] == pytest.approx((hits[0] + hits[4]) / 2)
+    assert values["style-accuracy/style-department/Jackets"] == hits[1]
+    assert values["style-balanced-accuracy/style-department"] == pytest.approx(
+        ((hits[0] + hits[4]) / 2 + hits[1] + hits[2] + hits[3]) / 4)
+    assert values["style-p/style-department"] == pytest.approx(float(sum(p[i, t] for i, t in enumerate(targets)) / 5), abs=1e-6)
     click = rewards.click(scorers.load_scorer(click_dir), [r["text"] for r in rows])
     assert values["click/click-feedback_count"] == pytest.approx(float(click.mean()), abs=1e-6)
     # From a run: each sample is judged against its own prompt's department.

@@ -1,0 +1,157 @@
+"""The e-commerce runs of the paper (`make experiments`, after run.py): steering product titles by reward, judged by
+scorers the rewards never saw. Resumable; one seed's chain at a time.
+
+Once, on the embedded corpus split by product id parity (experiments/tasks.py's halves):
+
+    scorer-<label>-reward  advgen train-scorer --preset quick ... --corpus products-even.jsonl   (the reward)
+    scorer-<label>-judge   advgen train-scorer --preset quick ... --corpus products-odd.jsonl    (the judge)
+
+for the sentiment of titles (rating 1-2 / 3 / 4-5) and for click (feedback_count >= 1) on titles, and click on
+reviews for the judges table. Then for each seed:
+
+    titles-mle-s<seed>      advgen pretrain --preset quick --condition rating --seed <seed>
+    titles-<setting>-s<seed> advgen adversarial --preset quick --init titles-mle-s<seed> <SETTINGS[setting]>
+    each of them, at each temperature (0.8 and 1.0):
+        advgen sample RUN --n N --temperature T                     (prompts: the test split's ratings)
+        advgen evaluate <samples> --metrics bleu,self-bleu,distinct --scorer <every judge and reward scorer>
+
+The style reward's target is each prompt's own sentiment (the rating the prompt states). Checkpoints stay in the
+work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/: each run's config.json,
+metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json, and each scorer's
+scorer.json and summary.json (no weights). A run whose logs are all there is skipped; as in run.py, a seed's chain
+must end on the machine where it began (the adversarial runs need the MLE checkpoint).
+
+    python experiments/ecommerce.py [--seeds 0,1,2] [--settings realism,style1,...] [--root DIR] [--logs DIR]
+    python experiments/ecommerce.py --smoke --root DIR     (tiny sizes; the test suite runs it)
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from run import advgen, train
+from tasks import product_halves
+
+REPO = Path(__file__).resolve().parent.parent
+# The reward settings of the steering sweep: realism is on (weight 1) in every row.
+SETTINGS = {
+    "realism": [],
+    "style1": ["--w-style", 1],
+    "style3": ["--w-style", 3],
+    "click1": ["--w-click", 1],
+    "click3": ["--w-click", 3],
+    "style3-click1": ["--w-style", 3, "--w-click", 1],
+}
+# name: (corpus half, train-scorer flags). Titles: the quick scorer preset; reviews: tasks.py's smaller reviews one.
+SCORERS = {
+    "sentiment-reward": ("even", ["--preset", "quick", "--kind", "style", "--label", "sentiment"]),
+    "sentiment-judge": ("odd", ["--preset", "quick", "--kind", "style", "--label", "sentiment"]),
+    "click-reward": ("even", ["--preset", "quick", "--kind", "click"]),
+    "click-judge": ("odd", ["--preset", "quick", "--kind", "click"]),
+    "review-click-reward": ("even", ["--preset", "reviews", "--kind", "click", "--max-length", 64, "--max-steps", 300]),
+    "review-click-judge": ("odd", ["--preset", "reviews", "--kind", "click", "--max-length", 64, "--max-steps", 300]),
+}
+TITLE_SCORERS = [name for name in SCORERS if not name.startswith("review-")]
+RUN_LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
+
+FULL = dict(pretrain=["--preset", "quick"], adversarial=["--preset", "quick", "--max-steps", 100], scorer=[],
+            n=1000, temperatures=[0.8, 1.0], seeds="0,1,2")
+SMOKE = dict(pretrain=["--preset", "quick", "--generator", "scratch:gpt2-tiny", "--tokenizer", "corpus:300",
+                       "--max-steps", 8, "--eval-every", 4, "--batch-size", 16],
+             adversarial=["--preset", "quick", "--discriminator", "scratch:bert-tiny", "--max-steps", 2,
+                          "--disc-warmup", 1, "--prompts-per-step", 4, "--k", 2, "--eval-samples", 8,
+                          "--checkpoint-every", 1, "--log-samples-every", 1],
+             scorer=["--model", "scratch:bert-tiny", "--max-steps", 4, "--eval-every", 2, "--max-length", 32],
+             n=24, temperatures=[1.0], seeds="0", settings="style3-click1")
+
+
+def scorers(root: Path, logs: Path, settings: dict, names: list, log: Path) -> dict:
+    """The reward and judge scorers `names` -> {name: folder}; their scorer.json and summary.json copied to the logs."""
+    halves = dict(zip(("even", "odd"), product_halves(root)))
+    folders = {}
+    for name in names:
+        half, flags = SCORERS[name]
+        folder = root / f"scorer-{name}"
+        if not (folder / "summary.json").is_file():
+            advgen("train-scorer", *flags, "--corpus", halves[half], *settings["scorer"], "--out", folder, log=log)
+        (logs / "scorers" / name).mkdir(parents=True, exist_ok=True)
+        for file in ("scorer.json", "summary.json"):
+            shutil.copy2(folder / file, logs / "scorers" / name / file)
+        folders[name] = folder
+    return folders
+
+
+def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) -> None:
+    """Samples of a run at each temperature, prompted by the test split, and their report with every scorer."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_LOGS:
+        shutil.copy2(run / name, target / name)
+    scorer_args = [arg for name in TITLE_SCORERS for arg in ("--scorer", judges[name])]
+    for t in settings["temperatures"]:
+        samples, report = target / f"samples-T{t:.2f}.jsonl", target / f"eval-T{t:.2f}.json"
+        if not samples.is_file():
+            advgen("sample", run, "--n", settings["n"], "--temperature", t, "--out", samples, log=log)
+        if not report.is_file():
+            advgen("evaluate", samples, "--references", "test", "--field", "title", "--pairing", "unpaired",
+                   "--metrics", "bleu,self-bleu,distinct", *scorer_args, "--out", report, log=log)
+
+
+def complete(target: Path, settings: dict) -> bool:
+    return all((target / name).is_file() for name in RUN_LOGS + [f"eval-T{t:.2f}.json" for t in settings["temperatures"]])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, run in this order [0,1,2; smoke: 0]")
+    parser.add_argument("--settings", default=None, help=f"comma-separated, from {', '.join(SETTINGS)} [all]")
+    parser.add_argument("--root", default=None, help="work folder for checkpoints [runs/paper-ecommerce]")
+    parser.add_argument("--logs", default=None, help="committed logs [paper/runs/ecommerce; smoke: ROOT/runs/ecommerce]")
+    parser.add_argument("--smoke", action="store_true", help="the whole chain at tiny sizes")
+    args = parser.parse_args(argv)
+    if args.smoke and not args.root:
+        parser.error("--smoke needs --root (it never writes into paper/)")
+    settings = SMOKE if args.smoke else FULL
+    chosen = (args.settings or settings.get("settings") or ",".join(SETTINGS)).split(",")
+    if any(s not in SETTINGS for s in chosen):
+        parser.error(f"--settings: choose from {', '.join(SETTINGS)}")
+    work = Path(args.root or REPO / "runs" / "paper-ecommerce").resolve()
+    logs = Path(args.logs or (work / "runs" / "ecommerce" if args.smoke else REPO / "paper" / "runs" / "ecommerce")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    log = work / "experiments.log"
+    judges = scorers(work, logs, settings, TITLE_SCORERS, log)
+    rewards = {"style": ["--style-scorer", judges["sentiment-reward"]], "click": ["--click-scorer", judges["click-reward"]]}
+    for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
+        mle = f"titles-mle-s{seed}"
+        names = [mle] + [f"titles-{s}-s{seed}" for s in chosen]
+        if all(complete(logs / name, settings) for name in names):
+            print(f"seed {seed}: complete in {logs}, skipped", flush=True)
+            continue
+        if not (work / mle).exists():  # a new chain: nothing of an earlier, unfinished one is kept
+            for name in names:
+                shutil.rmtree(logs / name, ignore_errors=True)
+                shutil.rmtree(work / name, ignore_errors=True)
+        train("pretrain", work / mle, [*settings["pretrain"], "--condition", "rating", "--seed", seed], log)
+        measure(work / mle, logs / mle, judges, settings, log)
+        for setting in chosen:
+            name = f"titles-{setting}-s{seed}"
+            if complete(logs / name, settings):
+                continue
+            flags = [str(f) for f in SETTINGS[setting]]
+            scorer_flags = [arg for kind in ("style", "click") if f"--w-{kind}" in flags for arg in rewards[kind]]
+            train("adversarial", work / name, [*settings["adversarial"], "--init", work / mle, "--seed", seed,
+                                               *flags, *scorer_flags], log)
+            measure(work / name, logs / name, judges, settings, log)
+        print(f"seed {seed}: logs in {logs}", flush=True)
+    scorers(work, logs, settings, [name for name in SCORERS if name not in TITLE_SCORERS], log)  # the judges table's
+    (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "temperatures": settings["temperatures"],
+                                                    "adversarial": settings["adversarial"]}, indent=1, default=str) + "\n")
+    if args.smoke:  # the e-commerce figures and tables of the smoke logs
+        subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs.parent),
+                               "--out", str(work / "paper")], cwd=REPO)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
