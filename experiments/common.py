@@ -16,7 +16,7 @@ import numpy as np
 
 MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial"}
 COLORS = {"mle": "tab:blue", "adv": "tab:red"}
-RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9-]+)-s(?P<seed>\d+)$")
+RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+)$")
 
 
 def read_csv(path) -> list:
@@ -95,11 +95,11 @@ def mean_std(values) -> tuple:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
 
 
-def fmt(mean: float, std: float = math.nan, digits: int = 3) -> str:
-    """'0.305 ± 0.004', or '0.305' for one value."""
+def fmt(mean: float, std: float = math.nan, digits: int = 3, spec: str = "f") -> str:
+    """'0.305 ± 0.004', or '0.305' for one value; spec "g": `digits` significant digits ('1.21e-06 ± 3.4e-07')."""
     if math.isnan(mean):
         return "–"
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}{spec}}" if math.isnan(std) else f"{mean:.{digits}{spec}} ± {std:.{digits}{spec}}"
 
 
 def write_table(out, name: str, header: list, rows: list, note: str = "") -> Path:
@@ -147,15 +147,19 @@ def arguments(description: str, benchmark: str = "coco"):
     return parser.parse_args()
 
 
-def evaluations(folder) -> dict:
-    """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for the MLE runs and
-    each steering setting of settings.json, in that order. values: the eval-T<t>.json metrics, plus from the
-    samples-T<t>.jsonl beside it 'words' (mean whitespace words per sample) and 'top-share' (the share of samples
-    equal to the most frequent one)."""
+def group(folder, name: str) -> list:
+    """The settings one e-commerce table compares (settings.json's groups: steering, baselines, kl)."""
+    return json.loads((Path(folder) / "settings.json").read_text())["groups"][name]
+
+
+def evaluations(folder, models: list) -> dict:
+    """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for `models` (run names'
+    settings, e.g. ["mle", *group(folder, "steering")]), in that order. values: the eval-T<t>.json metrics, plus
+    from the samples-T<t>.jsonl beside it 'words' (mean whitespace words per sample) and 'top-share' (the share of
+    samples equal to the most frequent one)."""
     folder = Path(folder)
-    settings = json.loads((folder / "settings.json").read_text())
     found = {}
-    for model, by_seed in runs_by_model(folder, ["mle", *settings["settings"]]).items():
+    for model, by_seed in runs_by_model(folder, models).items():
         for seed, run in by_seed.items():
             for report in sorted(run.glob("eval-T*.json")):
                 t = float(report.stem[len("eval-T"):])
@@ -168,3 +172,9 @@ def evaluations(folder) -> dict:
                               **{"top-share": max(counts.values()) / len(texts)})
                 found.setdefault(model, {}).setdefault(seed, {})[t] = values
     return found
+
+
+def final_mean(rows: list, key: str, last: int = 10) -> float:
+    """The mean of `key` over the last `last` steps of a metrics.jsonl (rows that have it)."""
+    values = [r[key] for r in rows if key in r][-last:]
+    return float(np.mean(values)) if values else math.nan

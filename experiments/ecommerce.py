@@ -18,8 +18,10 @@ reviews for the judges table. Then for each seed:
 The style reward's target is each prompt's own sentiment (the rating the prompt states). Checkpoints stay in the
 work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/: each run's config.json,
 metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json, and each scorer's
-scorer.json and summary.json (no weights). A run whose logs are all there is skipped; as in run.py, a seed's chain
-must end on the machine where it began (the adversarial runs need the MLE checkpoint).
+scorer.json and summary.json (no weights), and for the realism runs benchmarks/baseline_variance.py's report
+(baseline-variance.json). A run whose logs are all there is skipped; a killed one resumes from its checkpoint. The
+adversarial runs need their seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the
+same command (deterministic on CPU), and the finished runs' logs are kept.
 
     python experiments/ecommerce.py [--seeds 0,1,2] [--settings realism,style1,...] [--root DIR] [--logs DIR]
     python experiments/ecommerce.py --smoke --root DIR     (tiny sizes; the test suite runs it)
@@ -35,7 +37,8 @@ from run import advgen, train
 from tasks import product_halves
 
 REPO = Path(__file__).resolve().parent.parent
-# The reward settings of the steering sweep: realism is on (weight 1) in every row.
+# Every adversarial setting, by its run name: realism is on (weight 1) in every row, and "realism" (the quick
+# preset: leave-one-out baseline, kl_coef 0.5) is the row the others change one thing of.
 SETTINGS = {
     "realism": [],
     "style1": ["--w-style", 1],
@@ -43,7 +46,17 @@ SETTINGS = {
     "click1": ["--w-click", 1],
     "click3": ["--w-click", 3],
     "style3-click1": ["--w-style", 3, "--w-click", 1],
+    "baseline-none": ["--baseline", "none"],
+    "baseline-ema": ["--baseline", "ema"],
+    "baseline-self-critical": ["--baseline", "self-critical"],
+    "kl0.05": ["--kl-coef", 0.05],
+    "kl0.2": ["--kl-coef", 0.2],
+    "kl1": ["--kl-coef", 1.0],
 }
+# What each table and figure compares.
+GROUPS = {"steering": ["realism", "style1", "style3", "click1", "click3", "style3-click1"],
+          "baselines": ["baseline-none", "baseline-ema", "realism", "baseline-self-critical"],
+          "kl": ["kl0.05", "kl0.2", "realism", "kl1"]}
 # name: (corpus half, train-scorer flags). Titles: the quick scorer preset; reviews: tasks.py's smaller reviews one.
 SCORERS = {
     "sentiment-reward": ("even", ["--preset", "quick", "--kind", "style", "--label", "sentiment"]),
@@ -57,14 +70,15 @@ TITLE_SCORERS = [name for name in SCORERS if not name.startswith("review-")]
 RUN_LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
 
 FULL = dict(pretrain=["--preset", "quick"], adversarial=["--preset", "quick", "--max-steps", 100], scorer=[],
-            n=1000, temperatures=[0.8, 1.0], seeds="0,1,2")
+            n=1000, temperatures=[0.8, 1.0], variance=[], seeds="0,1,2")
 SMOKE = dict(pretrain=["--preset", "quick", "--generator", "scratch:gpt2-tiny", "--tokenizer", "corpus:300",
                        "--max-steps", 8, "--eval-every", 4, "--batch-size", 16],
              adversarial=["--preset", "quick", "--discriminator", "scratch:bert-tiny", "--max-steps", 2,
                           "--disc-warmup", 1, "--prompts-per-step", 4, "--k", 2, "--eval-samples", 8,
                           "--checkpoint-every", 1, "--log-samples-every", 1],
              scorer=["--model", "scratch:bert-tiny", "--max-steps", 4, "--eval-every", 2, "--max-length", 32],
-             n=24, temperatures=[1.0], seeds="0", settings="style3-click1")
+             n=24, temperatures=[1.0], variance=["--batches", 2, "--prompts", 2, "--k", 2, "--ema-warmup", 1],
+             seeds="0", settings="realism,style3-click1")
 
 
 def scorers(root: Path, logs: Path, settings: dict, names: list, log: Path) -> dict:
@@ -98,8 +112,27 @@ def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) ->
                    "--metrics", "bleu,self-bleu,distinct", *scorer_args, "--out", report, log=log)
 
 
+def baseline_variance(run: Path, target: Path, seed: int, settings: dict, log: Path) -> None:
+    """benchmarks/baseline_variance.py on a run's generator and discriminator: the variance of the policy gradient
+    under each baseline on the same rollouts -> its JSON line in TARGET/baseline-variance.json."""
+    out = target / "baseline-variance.json"
+    if out.is_file():
+        return
+    command = [sys.executable, str(REPO / "benchmarks" / "baseline_variance.py"), "--run", str(run), "--seed", str(seed),
+               *map(str, settings["variance"])]
+    print("$ " + " ".join(command[1:]), flush=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(command) + "\n" + done.stdout + done.stderr)
+    if done.returncode != 0:
+        sys.exit(f"experiments: baseline_variance.py failed with exit status {done.returncode}; see {log}")
+    out.write_text(json.dumps(json.loads(done.stdout.strip().splitlines()[-1]), indent=1) + "\n")
+
+
 def complete(target: Path, settings: dict) -> bool:
-    return all((target / name).is_file() for name in RUN_LOGS + [f"eval-T{t:.2f}.json" for t in settings["temperatures"]])
+    """Every log of a run is in TARGET (for a realism run, its baseline-variance report too)."""
+    names = RUN_LOGS + [f"eval-T{t:.2f}.json" for t in settings["temperatures"]]
+    return all((target / name).is_file() for name in names + ["baseline-variance.json"] * target.name.startswith("titles-realism-"))
 
 
 def main(argv=None) -> None:
@@ -121,6 +154,8 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     log = work / "experiments.log"
+    (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "groups": GROUPS, "temperatures": settings["temperatures"],
+                                                    "adversarial": settings["adversarial"]}, indent=1, default=str) + "\n")
     judges = scorers(work, logs, settings, TITLE_SCORERS, log)
     rewards = {"style": ["--style-scorer", judges["sentiment-reward"]], "click": ["--click-scorer", judges["click-reward"]]}
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
@@ -129,10 +164,6 @@ def main(argv=None) -> None:
         if all(complete(logs / name, settings) for name in names):
             print(f"seed {seed}: complete in {logs}, skipped", flush=True)
             continue
-        if not (work / mle).exists():  # a new chain: nothing of an earlier, unfinished one is kept
-            for name in names:
-                shutil.rmtree(logs / name, ignore_errors=True)
-                shutil.rmtree(work / name, ignore_errors=True)
         train("pretrain", work / mle, [*settings["pretrain"], "--condition", "rating", "--seed", seed], log)
         measure(work / mle, logs / mle, judges, settings, log)
         for setting in chosen:
@@ -144,10 +175,10 @@ def main(argv=None) -> None:
             train("adversarial", work / name, [*settings["adversarial"], "--init", work / mle, "--seed", seed,
                                                *flags, *scorer_flags], log)
             measure(work / name, logs / name, judges, settings, log)
+            if setting == "realism":
+                baseline_variance(work / name, logs / name, seed, settings, log)
         print(f"seed {seed}: logs in {logs}", flush=True)
     scorers(work, logs, settings, [name for name in SCORERS if name not in TITLE_SCORERS], log)  # the judges table's
-    (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "temperatures": settings["temperatures"],
-                                                    "adversarial": settings["adversarial"]}, indent=1, default=str) + "\n")
     if args.smoke:  # the e-commerce figures and tables of the smoke logs
         subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs.parent),
                                "--out", str(work / "paper")], cwd=REPO)

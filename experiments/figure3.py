@@ -16,7 +16,7 @@ PANELS = [(f"style-balanced-accuracy/{JUDGE}", "judge: balanced sentiment accura
 
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
-    found = common.evaluations(Path(args.runs))
+    found = common.evaluations(args.runs, ["mle", *common.group(args.runs, "steering")])
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.8))
     colors = plt.get_cmap("tab10")

@@ -21,7 +21,7 @@ CLASSES = ("negative", "neutral", "positive")
 
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
-    found = common.evaluations(Path(args.runs))
+    found = common.evaluations(args.runs, ["mle", *common.group(args.runs, "steering")])
     mle = found.get("mle", {})
     rows = []
     for model, by_seed in found.items():

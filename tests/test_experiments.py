@@ -120,7 +120,7 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     reward, judge = (json.loads((logs / "scorers" / n / "scorer.json").read_text())["config"]["corpus"]
                      for n in ("sentiment-reward", "sentiment-judge"))
     assert reward.endswith("products-even.jsonl") and judge.endswith("products-odd.jsonl")
-    for run in ("titles-mle-s0", "titles-style3-click1-s0"):
+    for run in ("titles-mle-s0", "titles-realism-s0", "titles-style3-click1-s0"):
         assert not (logs / run / "generator").exists() and not (logs / run / "checkpoint").exists()
         metrics = json.loads((logs / run / "eval-T1.00.json").read_text())["metrics"]
         for key in ("bleu-4", "self-bleu-4", "distinct-2", "click/scorer-click-judge",
@@ -131,9 +131,15 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     config = json.loads((logs / "titles-style3-click1-s0" / "config.json").read_text())["adversarial"]
     assert (config["w_style"], config["w_click"]) == (3.0, 1.0) and config["style_scorer"].endswith("sentiment-reward")
     table7 = list(csv.reader((tmp_path / "paper" / "tables" / "table7.csv").open()))
-    assert [row[0] for row in table7[1:]] == ["mle", "style3-click1"]
+    assert [row[0] for row in table7[1:]] == ["mle", "realism", "style3-click1"]
     assert list(csv.reader((tmp_path / "paper" / "tables" / "table6.csv").open()))[1][0] == "sentiment-reward"
-    assert (tmp_path / "paper" / "figures" / "figure3.png").is_file()
+    variance = json.loads((logs / "titles-realism-s0" / "baseline-variance.json").read_text())
+    assert variance["ratio_to_none"]["none"] == 1 and set(variance["ratio_to_none"]) == {"none", "ema", "loo", "self-critical"}
+    table8 = list(csv.reader((tmp_path / "paper" / "tables" / "table8.csv").open()))
+    assert [row[0] for row in table8[1:]] == ["loo"]  # the one baseline the smoke chain trains
+    assert [row[0] for row in list(csv.reader((tmp_path / "paper" / "tables" / "table9.csv").open()))[1:]] == ["MLE", "0.5"]
+    for name in ("figure3", "figure4"):
+        assert (tmp_path / "paper" / "figures" / f"{name}.png").is_file()
     # A finished chain is skipped; an unknown setting is refused before anything runs.
     again = ecommerce()
     assert again.returncode == 0 and "seed 0: complete" in again.stdout and "$ advgen" not in again.stdout, again.stdout

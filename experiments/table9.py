@@ -1,0 +1,36 @@
+"""Table 9: the KL coefficient on product titles, realism reward only (0.05, 0.2, 0.5 = the quick preset, 1.0):
+the KL to the MLE model and the realism reward over the last 10 steps, and the samples at T=1: quality, diversity
+and what the judges say. Mean ± standard deviation over seeds; the MLE model's samples as the reference row.
+"""
+from pathlib import Path
+
+import common
+
+KL = {"kl0.05": 0.05, "kl0.2": 0.2, "realism": 0.5, "kl1": 1.0}
+COLUMNS = [("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", "distinct-2"),
+           ("style-balanced-accuracy/scorer-sentiment-judge", "judge: balanced sentiment accuracy"),
+           ("click/scorer-click-judge", "judge: P(click)")]
+
+
+def main():
+    args = common.arguments(__doc__.split("\n")[0], "ecommerce")
+    runs = Path(args.runs)
+    found = common.runs_by_model(runs, ["mle", *common.group(runs, "kl")])
+    evaluations = common.evaluations(runs, list(found))
+    rows = []
+    for setting, by_seed in found.items():
+        metrics = [common.read_jsonl(run / "metrics.jsonl") for run in by_seed.values()]
+        seeds = [s for s in by_seed if 1.0 in evaluations.get(setting, {}).get(s, {})]
+        trained = [common.fmt(*common.mean_std([common.final_mean(m, key) for m in metrics]))
+                   for key in ("policy/kl", "reward/realism_mean", "disc/d_fake")] if setting != "mle" else ["–"] * 3
+        rows.append(["MLE" if setting == "mle" else f"{KL[setting]:g}", len(by_seed), *trained,
+                     *[common.fmt(*common.mean_std([evaluations[setting][s][1.0][key] for s in seeds]))
+                       for key, _ in COLUMNS]])
+    header = ["kl_coef", "seeds", "KL to MLE, last 10 steps", "realism reward, last 10 steps", "D(fake), last 10 steps",
+              *[f"{name} (T=1)" for _, name in COLUMNS]]
+    print(common.write_table(args.out, "table9", header, rows,
+                             "KL: the sampled estimate per sequence (sum over tokens of log p_policy - log p_MLE)."))
+
+
+if __name__ == "__main__":
+    main()
