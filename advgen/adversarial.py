@@ -200,9 +200,13 @@ def warm_up(cfg: AdversarialConfig, m: Models, task: Task) -> dict:
             eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, seed=seeds.derive(cfg.seed, "warmup-rollout", j),
             rows_of=(distributed.rank() * len(rows), B)))
         real = real_texts(task, B, cfg.seed, j, "warmup-real")
-        logs = distributed.mean_over_ranks(scorers.discriminator_step(m.disc_step, m.disc_opt, real, fake, cfg.clip))
+        logs = distributed.mean_over_ranks(scorers.discriminator_step(m.disc_step, m.disc_opt, real, fake, cfg.clip,
+                                                                      cfg.disc_label_smoothing))
         bar.update(1)
         bar.set_postfix(d_real=f"{logs['disc/d_real']:.3f}", d_fake=f"{logs['disc/d_fake']:.3f}")
+        logs["disc/steps"] = j + 1
+        if cfg.disc_target_accuracy and logs["disc/accuracy"] >= cfg.disc_target_accuracy:
+            break  # the accuracy of this step's batch, before its update, reached the target: stop warming up
     bar.close()
     for group in m.disc_opt.param_groups:
         group["lr"] = cfg.disc_lr
@@ -303,15 +307,34 @@ def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Ten
             "charts/skipped": int(not finite)}, reward, advantages
 
 
-def discriminator_steps(cfg: AdversarialConfig, m: Models, task: Task, step: int, fake: list) -> dict:
+def discriminator_accuracy(m: Models, real: list, fake: list, p_fake: Optional[torch.Tensor]) -> dict:
+    """The discriminator's accuracy on this rank's real texts and samples (eval mode, no update), and its mean
+    P(real) of each, as means over the ranks. `p_fake`: the whole batch's P(real) of the samples where the
+    realism reward already scored them."""
+    p_real = distributed.gather(rewards.realism(m.discriminator, real))
+    if p_fake is None:
+        p_fake = distributed.gather(rewards.realism(m.discriminator, fake))
+    accuracy = ((p_real > 0.5).float().mean() + (p_fake <= 0.5).float().mean()) / 2
+    return {"disc/accuracy": float(accuracy), "disc/d_real": float(p_real.mean()), "disc/d_fake": float(p_fake.mean())}
+
+
+def discriminator_steps(cfg: AdversarialConfig, m: Models, task: Task, step: int, fake: list,
+                        p_fake: Optional[torch.Tensor] = None) -> dict:
     """`disc_steps` steps on real train texts (stream "disc-real") against this step's samples (this rank's
-    slice); the mean of their logs."""
+    slice); the mean of their logs. With a target accuracy, the discriminator is first measured on the first of
+    those real batches and the samples (discriminator_accuracy), and steps only while it is below the target
+    (disc/stepped 0 or 1; a measured step logs its measurement)."""
     B = cfg.prompts_per_step * cfg.k
-    logs = [distributed.mean_over_ranks(scorers.discriminator_step(
-                m.disc_step, m.disc_opt, real_texts(task, B, cfg.seed, step * cfg.disc_steps + j, "disc-real"), fake,
-                cfg.clip))
-            for j in range(cfg.disc_steps)]
-    return {k: sum(d[k] for d in logs) / len(logs) for k in logs[0]} if logs else {}
+    reals = [real_texts(task, B, cfg.seed, step * cfg.disc_steps + j, "disc-real") for j in range(cfg.disc_steps)]
+    if cfg.disc_target_accuracy and reals:
+        measured = discriminator_accuracy(m, reals[0], fake, p_fake)
+        if measured["disc/accuracy"] >= cfg.disc_target_accuracy:
+            return {**measured, "disc/stepped": 0}
+    logs = [distributed.mean_over_ranks(scorers.discriminator_step(m.disc_step, m.disc_opt, real, fake, cfg.clip,
+                                                                   cfg.disc_label_smoothing))
+            for real in reals]
+    logs = {k: sum(d[k] for d in logs) / len(logs) for k in logs[0]} if logs else {}
+    return {**logs, "disc/stepped": int(bool(logs))} if cfg.disc_target_accuracy else logs
 
 
 def mle_step(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> dict:
@@ -346,7 +369,7 @@ def train_step(cfg: AdversarialConfig, m: Models, task: Task, state: dict) -> tu
     components = score(ro, m, cfg)
     total = mix(components, m.mixer, cfg.prompts_per_step * cfg.k)
     logs, reward, advantages = policy_step(cfg, m, ro, total, state)
-    logs.update(discriminator_steps(cfg, m, task, step, ro.texts))
+    logs.update(discriminator_steps(cfg, m, task, step, ro.texts, components.get("realism")))
     logs.update(mle_step(cfg, m, task, step))
     state["step"] = step + 1
     return ro, components, total, reward, advantages, logs

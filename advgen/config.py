@@ -201,6 +201,9 @@ class AdversarialConfig:
     entropy_coef: float = _opt(0.0, "bonus on the policy's entropy, per sequence")
     clip: float = _opt(1.0, "gradient-norm clipping of both models (0 = off)")
     disc_steps: int = _opt(1, "discriminator steps per generator step (0 = a frozen discriminator)")
+    disc_target_accuracy: float = _opt(0.0, "step the discriminator only while its accuracy on this step's samples and a "
+                                            "real batch is below this, and end the warm-up once it is reached (0 = always step)")
+    disc_label_smoothing: float = _opt(0.0, "label smoothing of the discriminator's cross-entropy (0 = off)")
     disc_warmup: int = _opt(0, "discriminator steps on real texts against the init generator's samples before the first generator step")
     disc_warmup_lr: Optional[float] = _opt(None, "discriminator learning rate during the warm-up (empty = --disc-lr)")
     mle_every: int = _opt(0, "a teacher-forced maximum-likelihood generator step every N steps (0 = never)")
@@ -260,6 +263,10 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
         raise AdvgenError(f"--baseline must be one of {', '.join(BASELINES)}, got '{cfg.baseline}'")
     if cfg.baseline == "loo" and cfg.k < 2:
         raise AdvgenError(f"--baseline loo needs --k >= 2 samples per prompt, got {cfg.k}")
+    if not 0 <= cfg.disc_target_accuracy <= 1:
+        raise AdvgenError(f"--disc-target-accuracy must be in [0, 1], got {cfg.disc_target_accuracy}")
+    if not 0 <= cfg.disc_label_smoothing < 1:
+        raise AdvgenError(f"--disc-label-smoothing must be in [0, 1), got {cfg.disc_label_smoothing}")
     if cfg.disc_dropout is not None and not 0 <= cfg.disc_dropout < 1:
         raise AdvgenError(f"--disc-dropout must be in [0, 1), got {cfg.disc_dropout}")
     if not 0 <= cfg.ema_decay <= 1:

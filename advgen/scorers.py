@@ -140,20 +140,22 @@ def save_scorer(scorer: Scorer, folder) -> None:
     models.save(scorer.model, scorer.tokenizer, folder, files={"scorer.json": scorer.info})
 
 
-def classifier_loss(model, tokenizer, ids: list, labels: torch.Tensor) -> tuple:
+def classifier_loss(model, tokenizer, ids: list, labels: torch.Tensor, label_smoothing: float = 0.0) -> tuple:
     """Cross-entropy of a sequence classifier on token id lists -> (loss, logits (B, classes))."""
     device = next(model.parameters()).device
     logits = model(**pad(tokenizer, ids, device)).logits.float()
-    return F.cross_entropy(logits, labels.to(device)), logits
+    return F.cross_entropy(logits, labels.to(device), label_smoothing=label_smoothing), logits
 
 
-def discriminator_step(scorer: Scorer, optimizer, real: list, fake: list, clip: float = 1.0) -> dict:
-    """One step of the realism discriminator on real texts (label 1) against generated ones (label 0)."""
+def discriminator_step(scorer: Scorer, optimizer, real: list, fake: list, clip: float = 1.0,
+                       label_smoothing: float = 0.0) -> dict:
+    """One step of the realism discriminator on real texts (label 1) against generated ones (label 0); its logs
+    (D(real), D(fake), accuracy) are of the batch before the update."""
     model, tokenizer, info = scorer
     model.train()
     ids = encode(tokenizer, real + fake, info["max_length"])
     labels = torch.tensor([1] * len(real) + [0] * len(fake))
-    loss, logits = classifier_loss(model, tokenizer, ids, labels)
+    loss, logits = classifier_loss(model, tokenizer, ids, labels, label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip else math.inf)

@@ -168,7 +168,54 @@ def test_fixed_style_target(init, scorer_folders, tmp_path):
 
 def _cli(init, out, *extra):
     return [sys.executable, "-m", "advgen", "adversarial", *TINY, "--init", str(init), "--out", str(out),
-            "--max-steps", "6", "--checkpoint-every", "2", "--log-samples-every", "1", "--mle-every", "3", *extra]
+            "--max-steps", "6", "--checkpoint-every", "2", "--log-samples-every", "1", "--mle-every", "3",
+            "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", *extra]
+
+
+@pytest.mark.parametrize("target", [0.01, 1.0])
+def test_a_discriminator_at_its_target_accuracy_stops_stepping(init, tmp_path, target):
+    """Target 0.01: reached at once, so the warm-up ends after its first step and the discriminator never steps
+    again (its weights stay those of the warm-up); target 1: never reached by a tiny untrained model, every step."""
+    out = tmp_path / "adv"
+    result = run_cli("--init", init, "--out", out, "--max-steps", 3, "--disc-warmup", 3, "--disc-target-accuracy",
+                     target, "--checkpoint-every", 3)
+    assert result.exit_code == 0, result.output
+    logged = rows(out / "metrics.jsonl")
+    assert logged[0]["disc_warmup/steps"] == (1 if target < 0.5 else 3)
+    steps = [r for r in logged if r["step"] >= 1]
+    assert [r["disc/stepped"] for r in steps] == [int(target == 1.0)] * 3
+    assert all(0 <= r["disc/accuracy"] <= 1 and 0 < r["disc/d_fake"] < 1 for r in steps)
+    if target < 0.5:  # no step after the warm-up: the last measurement's model is the saved one
+        assert {r["disc/accuracy"] for r in steps} <= {i / 16 for i in range(17)}  # 8 real + 8 samples, halves averaged
+        assert "disc/loss" not in steps[0]
+
+
+def test_discriminator_accuracy_is_the_mean_of_the_two_halves_and_smoothing_enters_the_loss():
+    from types import SimpleNamespace
+
+    from advgen.adversarial import discriminator_accuracy
+
+    disc = scorers.new_discriminator("scratch:bert-tiny", max_length=16, seed=3)
+    real, fake = ["soft cotton tee", "love this dress", "runs small"], ["tee tee tee", "dress the the"]
+    measured = discriminator_accuracy(SimpleNamespace(discriminator=disc), real, fake, None)
+    p_real, p_fake = rewards.realism(disc, real), rewards.realism(disc, fake)
+    expected = ((p_real > 0.5).float().mean() + (p_fake <= 0.5).float().mean()) / 2
+    assert measured["disc/accuracy"] == pytest.approx(float(expected))
+    assert measured["disc/d_real"] == pytest.approx(float(p_real.mean())) and measured["disc/d_fake"] == pytest.approx(
+        float(p_fake.mean()))
+    # Label smoothing eps: the loss is (1 - eps) * cross-entropy + eps * the mean over the 2 classes of -log p.
+    disc.model.eval()  # dropout off, so the step's forward is the one computed here
+    ids = scorers.encode(disc.tokenizer, real + fake, 16)
+    logp = disc.model(**scorers.pad(disc.tokenizer, ids, "cpu")).logits.float().log_softmax(-1).detach()
+    labels = torch.tensor([1, 1, 1, 0, 0])
+    ce, uniform = -logp[torch.arange(5), labels].mean(), -logp.mean(1).mean()
+    optimizer = torch.optim.SGD(disc.model.parameters(), lr=0.0)
+    disc.model.config.hidden_dropout_prob = disc.model.config.attention_probs_dropout_prob = 0.0
+    for module in disc.model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    logged = scorers.discriminator_step(disc, optimizer, real, fake, label_smoothing=0.2)
+    assert logged["disc/loss"] == pytest.approx(float(0.8 * ce + 0.2 * uniform), rel=1e-5)
 
 
 def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
@@ -221,6 +268,8 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
     (["--init", "{init}", "--kl-coef", "-1"], "--kl-coef must be finite and not negative"),
     (["--init", "{init}", "--w-content", "1"], "the init run has no --source"),
     (["--init", "{init}", "--w-realism", "0"], "are all zero"),
+    (["--init", "{init}", "--disc-target-accuracy", "1.5"], "--disc-target-accuracy must be in [0, 1]"),
+    (["--init", "{init}", "--disc-label-smoothing", "1"], "--disc-label-smoothing must be in [0, 1)"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
