@@ -221,7 +221,8 @@ def rollout(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> Rollout
     mine = distributed.shard(rows)
     prompts = [runs.prompt(tok, task.cfg, task.train[i]) for i in mine for _ in range(k)]     # b = (P / world) * k
     first = distributed.rank() * len(prompts)
-    samples = sampling.generate(m.generator, prompts, cfg.max_new_tokens, temperature=1.0, eos_id=tok.eos_token_id,
+    samples = sampling.generate(m.generator, prompts, cfg.max_new_tokens, temperature=cfg.rollout_temperature,
+                                eos_id=tok.eos_token_id,
                                 pad_id=tok.pad_token_id, seed=seeds.derive(cfg.seed, "rollout", step),
                                 rows_of=(first, P * k))                                   # tokens, mask: (b, N)
     sources = [str(task.train[i][task.cfg.source]).strip() if task.cfg.source else None for i in mine for _ in range(k)]
@@ -277,10 +278,18 @@ def greedy_rewards(cfg: AdversarialConfig, m: Models, ro: Rollout) -> torch.Tens
     return reward
 
 
+def importance_weights(samples: sampling.Samples, clip: float) -> torch.Tensor:
+    """(b,) p_policy(y) / q(y) of each sample drawn from q (the policy at another temperature), from the sampler's
+    log-probs of its tokens under both, clipped at `clip`: the weights that keep the policy gradient one of the
+    temperature-1 policy (ColdGANs), their clipping trading a bias for a bounded variance."""
+    return (samples.model_logprobs - samples.logprobs).sum(1).exp().clamp(max=clip)
+
+
 def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Tensor, state: dict) -> tuple:
-    """Shape the rewards, take advantages, and step the generator on -mean over the batch of A_i * log p(y_i).
-    Each rank's share is scaled by world / B, and DDP averages the ranks. A non-finite loss or gradient skips
-    the step (counted in state["bad_steps"]). -> (logs, shaped rewards (B,), advantages (B,))."""
+    """Shape the rewards, take advantages, and step the generator on -mean over the batch of w_i * A_i * log p(y_i)
+    (w = 1 for rollouts at temperature 1, else importance_weights). Each rank's share is scaled by world / B, and
+    DDP averages the ranks. A non-finite loss or gradient skips the step (counted in state["bad_steps"]).
+    -> (logs, shaped rewards (B,), advantages (B,))."""
     B, world, pad = cfg.prompts_per_step * cfg.k, distributed.world_size(), m.tokenizer.pad_token_id
     logp = m.policy(models.teacher_forced_logprobs, ro.prompts, ro.samples, pad).sum(1)   # (b,) with gradient
     reward, kl, entropy = shaped(total, distributed.gather(logp.detach().cpu()),
@@ -288,8 +297,10 @@ def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Ten
     greedy = greedy_rewards(cfg, m, ro) if cfg.baseline == "self-critical" else None
     advantages, baseline, new_ema = baselines.advantages(reward, cfg.baseline, k=cfg.k, greedy_rewards=greedy,
                                                          ema=state["ema"], decay=cfg.ema_decay, whiten=cfg.whiten)
-    b = len(ro.prompts)
-    loss = -(advantages[ro.first:ro.first + b].to(logp.device) * logp).sum() * world / B
+    b, weights = len(ro.prompts), torch.ones(len(ro.prompts))
+    if cfg.rollout_temperature != 1.0:
+        weights = importance_weights(ro.samples, cfg.is_clip).cpu()
+    loss = -((advantages[ro.first:ro.first + b] * weights).to(logp.device) * logp).sum() * world / B
     loss.backward()
     loss = distributed.gather(loss.detach().reshape(1)).mean()
     trainable = [p for p in m.generator.parameters() if p.requires_grad]
@@ -301,10 +312,20 @@ def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Ten
     else:
         state["bad_steps"] += 1
     m.gen_opt.zero_grad(set_to_none=True)
-    return {"reward/shaped_mean": float(reward.mean()), "reward/advantage_std": float(advantages.std(correction=0)),
+    logs = {"reward/shaped_mean": float(reward.mean()), "reward/advantage_std": float(advantages.std(correction=0)),
             "reward/baseline_mean": float(baseline.mean()), "policy/kl": float(kl.mean()),
             "policy/entropy": float(entropy.mean()), "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
-            "charts/skipped": int(not finite)}, reward, advantages
+            "charts/skipped": int(not finite)}
+    if cfg.rollout_temperature != 1.0:
+        logs.update(importance_logs(distributed.gather(weights), cfg.is_clip))
+    return logs, reward, advantages
+
+
+def importance_logs(weights: torch.Tensor, clip: float) -> dict:
+    """The batch's importance weights: mean, largest, share clipped, and the effective sample size per sample."""
+    return {"policy/is_weight_mean": float(weights.mean()), "policy/is_weight_max": float(weights.max()),
+            "policy/is_clipped": float((weights >= clip).float().mean()),
+            "policy/is_ess": float(weights.sum() ** 2 / (weights ** 2).sum() / len(weights))}
 
 
 def discriminator_accuracy(m: Models, real: list, fake: list, p_fake: Optional[torch.Tensor]) -> dict:

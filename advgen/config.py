@@ -190,6 +190,9 @@ class AdversarialConfig:
                                  "sentence embeddings (source-conditioned init runs)")
     baseline: str = _opt("loo", "REINFORCE baseline: none, ema, loo (leave-one-out over the k samples), self-critical")
     k: int = _opt(4, "samples per prompt")
+    rollout_temperature: float = _opt(1.0, "temperature the rollouts are drawn at; below 1, colder exploration (ColdGANs): "
+                                           "each sample's policy gradient is weighted by p_policy(y) / p_T(y), clipped at --is-clip")
+    is_clip: float = _opt(5.0, "upper clip of the per-sequence importance weights of --rollout-temperature")
     whiten: bool = _opt(False, "whiten the advantages over the batch ((a - mean) / std)")
     ema_decay: float = _opt(0.9, "decay of the ema baseline's moving average")
     prompts_per_step: int = _opt(16, "prompts per generator step (batch = prompts_per_step * k)")
@@ -248,7 +251,7 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
     if not cfg.init:
         raise AdvgenError("--init is required: a run folder written by `advgen pretrain`")
     check_ranges(cfg, positive=["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every",
-                                "eval_samples", "nan_patience", "gen_lr", "disc_lr"]
+                                "eval_samples", "nan_patience", "gen_lr", "disc_lr", "rollout_temperature", "is_clip"]
                  + [name for name in ("max_new_tokens", "disc_warmup_lr") if getattr(cfg, name) is not None],
                  non_negative=["w_realism", "w_style", "w_click", "w_content", "kl_coef", "entropy_coef", "clip", "weight_decay",
                                "disc_steps", "disc_warmup", "mle_every", "log_samples_every", "collapse_distinct2"])

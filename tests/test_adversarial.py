@@ -169,7 +169,7 @@ def test_fixed_style_target(init, scorer_folders, tmp_path):
 def _cli(init, out, *extra):
     return [sys.executable, "-m", "advgen", "adversarial", *TINY, "--init", str(init), "--out", str(out),
             "--max-steps", "6", "--checkpoint-every", "2", "--log-samples-every", "1", "--mle-every", "3",
-            "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", *extra]
+            "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", "--rollout-temperature", "0.8", *extra]
 
 
 @pytest.mark.parametrize("target", [0.01, 1.0])
@@ -270,6 +270,8 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
     (["--init", "{init}", "--w-realism", "0"], "are all zero"),
     (["--init", "{init}", "--disc-target-accuracy", "1.5"], "--disc-target-accuracy must be in [0, 1]"),
     (["--init", "{init}", "--disc-label-smoothing", "1"], "--disc-label-smoothing must be in [0, 1)"),
+    (["--init", "{init}", "--rollout-temperature", "0"], "--rollout-temperature must be positive"),
+    (["--init", "{init}", "--is-clip", "0"], "--is-clip must be positive"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
@@ -325,3 +327,33 @@ def test_mixer_without_update_scales_by_the_current_spread_and_keeps_it():
     assert torch.allclose(total, greedy / first.std(correction=0))
     fresh = rewards.RewardMixer({"realism": 1.0})
     assert torch.allclose(fresh({"realism": greedy}, update=False)[0], greedy / 0.2) and fresh.var == {}
+
+
+def test_importance_weights_are_the_policy_over_the_colder_distribution_clipped():
+    from advgen.adversarial import importance_weights
+
+    model, _ = models.load_generator("scratch:gpt2-tiny", seed=0)
+    model.eval()
+    prompt = [5, 17, 42]
+    samples = sampling.generate(model, [prompt] * 32, 2, temperature=0.7, seed=3)
+    with torch.no_grad():
+        first = model(torch.tensor([prompt])).logits[0, -1].float()
+        second = model(torch.cat([torch.tensor([prompt] * 32), samples.tokens[:, :1]], 1)).logits[:, -1].float()
+    y1, y2 = samples.tokens[:, 0], samples.tokens[:, 1]
+    log_ratio = (first.log_softmax(-1)[y1] - (first / 0.7).log_softmax(-1)[y1]
+                 + second.log_softmax(-1)[torch.arange(32), y2] - (second / 0.7).log_softmax(-1)[torch.arange(32), y2])
+    weights = importance_weights(samples, math.inf)
+    assert torch.allclose(weights.log(), log_ratio, atol=1e-4)  # float32 log-softmax over 50,257 logits, twice
+    clipped = importance_weights(samples, 1.0)
+    assert torch.equal(clipped, weights.clamp(max=1.0)) and (clipped <= 1.0).all()
+
+
+def test_colder_rollouts_log_their_importance_weights(init, tmp_path):
+    out = tmp_path / "cold"
+    result = run_cli("--init", init, "--out", out, "--max-steps", 2, "--rollout-temperature", 0.7, "--is-clip", 2)
+    assert result.exit_code == 0, result.output
+    steps = [r for r in rows(out / "metrics.jsonl") if r["step"] >= 1]
+    for r in steps:
+        assert 0 < r["policy/is_weight_mean"] <= r["policy/is_weight_max"] <= 2
+        assert 0 <= r["policy/is_clipped"] <= 1 and 0 < r["policy/is_ess"] <= 1
+    assert json.loads((out / "config.json").read_text())["adversarial"]["rollout_temperature"] == 0.7
