@@ -285,10 +285,11 @@ def importance_weights(samples: sampling.Samples, clip: float) -> torch.Tensor:
     return (samples.model_logprobs - samples.logprobs).sum(1).exp().clamp(max=clip)
 
 
-def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Tensor, state: dict) -> tuple:
+def policy_step(cfg: AdversarialConfig, m: Models, task: Task, ro: Rollout, total: torch.Tensor, state: dict) -> tuple:
     """Shape the rewards, take advantages, and step the generator on -mean over the batch of w_i * A_i * log p(y_i)
-    (w = 1 for rollouts at temperature 1, else importance_weights). Each rank's share is scaled by world / B, and
-    DDP averages the ranks. A non-finite loss or gradient skips the step (counted in state["bad_steps"]).
+    (w = 1 for rollouts at temperature 1, else importance_weights), plus mle_coef times the NLL per token of a
+    batch of real train texts (stream "mle-term"). Each rank's share is scaled by world / B, and DDP averages the
+    ranks. A non-finite loss or gradient skips the step (counted in state["bad_steps"]).
     -> (logs, shaped rewards (B,), advantages (B,))."""
     B, world, pad = cfg.prompts_per_step * cfg.k, distributed.world_size(), m.tokenizer.pad_token_id
     logp = m.policy(models.teacher_forced_logprobs, ro.prompts, ro.samples, pad).sum(1)   # (b,) with gradient
@@ -301,6 +302,10 @@ def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Ten
     if cfg.rollout_temperature != 1.0:
         weights = importance_weights(ro.samples, cfg.is_clip).cpu()
     loss = -((advantages[ro.first:ro.first + b] * weights).to(logp.device) * logp).sum() * world / B
+    mle = {}
+    if cfg.mle_coef:
+        term, mle["losses/mle_term"] = mle_loss(cfg, m, task, state["step"], "mle-term")
+        loss = loss + cfg.mle_coef * term
     loss.backward()
     loss = distributed.gather(loss.detach().reshape(1)).mean()
     trainable = [p for p in m.generator.parameters() if p.requires_grad]
@@ -315,7 +320,7 @@ def policy_step(cfg: AdversarialConfig, m: Models, ro: Rollout, total: torch.Ten
     logs = {"reward/shaped_mean": float(reward.mean()), "reward/advantage_std": float(advantages.std(correction=0)),
             "reward/baseline_mean": float(baseline.mean()), "policy/kl": float(kl.mean()),
             "policy/entropy": float(entropy.mean()), "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
-            "charts/skipped": int(not finite)}
+            "charts/skipped": int(not finite), **mle}
     if cfg.rollout_temperature != 1.0:
         logs.update(importance_logs(distributed.gather(weights), cfg.is_clip))
     return logs, reward, advantages
@@ -358,23 +363,30 @@ def discriminator_steps(cfg: AdversarialConfig, m: Models, task: Task, step: int
     return {**logs, "disc/stepped": int(bool(logs))} if cfg.disc_target_accuracy else logs
 
 
-def mle_step(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> dict:
-    """Every `mle_every` steps, one teacher-forced maximum-likelihood step on a train batch, same optimizer."""
-    if not cfg.mle_every or (step + 1) % cfg.mle_every:
-        return {}
+def mle_loss(cfg: AdversarialConfig, m: Models, task: Task, index: int, stream: str) -> tuple:
+    """The teacher-forced NLL per target token of the `index`-th train batch of a stream -> (this rank's share of
+    it, with gradient, to backpropagate; the whole batch's value, a float)."""
     world, pad = distributed.world_size(), m.tokenizer.pad_token_id
-    rows = data.batch_at(task.train, task.cfg.batch_size, cfg.seed, step // cfg.mle_every, "mle")
+    rows = data.batch_at(task.train, task.cfg.batch_size, cfg.seed, index, stream)
     examples = data.encode(m.tokenizer, rows, task.cfg)
     n = sum(len(t) for _, t in examples)  # target tokens of the whole batch (as in pretrain.py)
     device = next(m.generator.parameters()).device
     nll, _ = m.policy(models.target_nll, {key: v.to(device) for key, v in
                                           data.collate(distributed.shard(examples), pad).items()})
-    (nll * world / n).backward()
+    return nll * world / n, distributed.gather(nll.detach().reshape(1)).sum().item() / n
+
+
+def mle_step(cfg: AdversarialConfig, m: Models, task: Task, step: int) -> dict:
+    """Every `mle_every` steps, one teacher-forced maximum-likelihood step on a train batch, same optimizer."""
+    if not cfg.mle_every or (step + 1) % cfg.mle_every:
+        return {}
+    loss, nll = mle_loss(cfg, m, task, step // cfg.mle_every, "mle")
+    loss.backward()
     trainable = [p for p in m.generator.parameters() if p.requires_grad]
     if math.isfinite(float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))):
         m.gen_opt.step()
     m.gen_opt.zero_grad(set_to_none=True)
-    return {"losses/mle": distributed.gather(nll.detach().reshape(1)).sum().item() / n}
+    return {"losses/mle": nll}
 
 
 def initial_state() -> dict:
@@ -389,7 +401,7 @@ def train_step(cfg: AdversarialConfig, m: Models, task: Task, state: dict) -> tu
     ro = rollout(cfg, m, task, step)
     components = score(ro, m, cfg)
     total = mix(components, m.mixer, cfg.prompts_per_step * cfg.k)
-    logs, reward, advantages = policy_step(cfg, m, ro, total, state)
+    logs, reward, advantages = policy_step(cfg, m, task, ro, total, state)
     logs.update(discriminator_steps(cfg, m, task, step, ro.texts, components.get("realism")))
     logs.update(mle_step(cfg, m, task, step))
     state["step"] = step + 1

@@ -209,6 +209,8 @@ class AdversarialConfig:
     disc_label_smoothing: float = _opt(0.0, "label smoothing of the discriminator's cross-entropy (0 = off)")
     disc_warmup: int = _opt(0, "discriminator steps on real texts against the init generator's samples before the first generator step")
     disc_warmup_lr: Optional[float] = _opt(None, "discriminator learning rate during the warm-up (empty = --disc-lr)")
+    mle_coef: float = _opt(0.0, "weight of a maximum-likelihood term in every generator step: the NLL per token of a "
+                                "batch of real train texts, added to the policy loss (0 = off)")
     mle_every: int = _opt(0, "a teacher-forced maximum-likelihood generator step every N steps (0 = never)")
     max_steps: int = _opt(500, "generator steps")
     log_samples_every: int = _opt(25, "write one sample per prompt, with its rewards, to samples.jsonl every N steps (0 = never)")
@@ -254,7 +256,7 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
                                 "eval_samples", "nan_patience", "gen_lr", "disc_lr", "rollout_temperature", "is_clip"]
                  + [name for name in ("max_new_tokens", "disc_warmup_lr") if getattr(cfg, name) is not None],
                  non_negative=["w_realism", "w_style", "w_click", "w_content", "kl_coef", "entropy_coef", "clip", "weight_decay",
-                               "disc_steps", "disc_warmup", "mle_every", "log_samples_every", "collapse_distinct2"])
+                               "disc_steps", "disc_warmup", "mle_coef", "mle_every", "log_samples_every", "collapse_distinct2"])
     if not cfg.w_realism + cfg.w_style + cfg.w_click + cfg.w_content > 0:
         raise AdvgenError("the reward weights --w-realism, --w-style, --w-click and --w-content are all zero: "
                           "nothing to train for")

@@ -169,7 +169,7 @@ def test_fixed_style_target(init, scorer_folders, tmp_path):
 def _cli(init, out, *extra):
     return [sys.executable, "-m", "advgen", "adversarial", *TINY, "--init", str(init), "--out", str(out),
             "--max-steps", "6", "--checkpoint-every", "2", "--log-samples-every", "1", "--mle-every", "3",
-            "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", "--rollout-temperature", "0.8", *extra]
+            "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", "--rollout-temperature", "0.8", "--mle-coef", "0.1", *extra]
 
 
 @pytest.mark.parametrize("target", [0.01, 1.0])
@@ -272,6 +272,7 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
     (["--init", "{init}", "--disc-label-smoothing", "1"], "--disc-label-smoothing must be in [0, 1)"),
     (["--init", "{init}", "--rollout-temperature", "0"], "--rollout-temperature must be positive"),
     (["--init", "{init}", "--is-clip", "0"], "--is-clip must be positive"),
+    (["--init", "{init}", "--mle-coef", "-1"], "--mle-coef must be finite and not negative"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
@@ -357,3 +358,17 @@ def test_colder_rollouts_log_their_importance_weights(init, tmp_path):
         assert 0 < r["policy/is_weight_mean"] <= r["policy/is_weight_max"] <= 2
         assert 0 <= r["policy/is_clipped"] <= 1 and 0 < r["policy/is_ess"] <= 1
     assert json.loads((out / "config.json").read_text())["adversarial"]["rollout_temperature"] == 0.7
+
+
+def test_the_mle_term_adds_its_weighted_nll_to_the_policy_loss(init, tmp_path):
+    """Step 1 draws the same samples and rewards with or without the term, so the logged losses differ by exactly
+    mle_coef * the term's NLL (float32 sums of a few terms: 1e-5 relative)."""
+    logged = {}
+    for coef in (0, 0.5):
+        out = tmp_path / f"coef{coef}"
+        result = run_cli("--init", init, "--out", out, "--max-steps", 1, "--mle-coef", coef)
+        assert result.exit_code == 0, result.output
+        logged[coef] = rows(out / "metrics.jsonl")[-1]
+    assert "losses/mle_term" not in logged[0] and logged[0.5]["losses/mle_term"] > 0
+    assert logged[0.5]["policy/loss"] == pytest.approx(logged[0]["policy/loss"] + 0.5 * logged[0.5]["losses/mle_term"],
+                                                       rel=1e-5, abs=1e-6)

@@ -30,6 +30,8 @@ ADVERSARIAL = ["adversarial", "--discriminator", "scratch:bert-tiny", "--disc-ma
                "--disc-target-accuracy", "1", "--disc-label-smoothing", "0.1",
                # Colder rollouts: each rank weights its samples by their importance weights.
                "--rollout-temperature", "0.8",
+               # A maximum-likelihood term in every step, its batch split over the ranks.
+               "--mle-coef", "0.1",
                # Plain REINFORCE: leave-one-out advantages are differences of nearly equal rewards, which the
                # rounding of batch-split forwards changes by ~1e-4 relative, and AdamW turns that noise on
                # cancelling gradients into sign flips of a full step (measured 4.6e-3 on the weights).
@@ -102,7 +104,7 @@ def test_adversarial_on_two_processes_equals_one(tmp_path):
         for key in ("reward/realism_mean", "reward/total_mean", "policy/loss", "policy/grad_norm",
                     "policy/sample_tokens", "disc/loss", "disc/accuracy", "disc/grad_norm", "losses/mle",
                     "charts/distinct2", "disc_warmup/loss", "disc/stepped", "policy/is_weight_mean",
-                    "policy/is_ess"):
+                    "policy/is_ess", "losses/mle_term"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), (key, a, b)
         # The KL is a difference of two 12-term float32 sums near -130 (spacing 1.5e-5): each addition rounds by
