@@ -29,10 +29,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q -o tmp_path_retention_policy=failed tests
 
-# Every run the paper needs (experiments/run.py: resumable, a finished seed is skipped; hours on 2 CPU cores), and
-# every figure and table of paper/ from the committed logs in paper/runs (no training; under two minutes).
+# Every run the paper needs (experiments/run.py on COCO, experiments/ecommerce.py on the embedded corpus: resumable,
+# a finished run is skipped; hours on 2 CPU cores), and every figure and table of paper/ from the committed logs in
+# paper/runs (no training; under two minutes).
 experiments: install
 	$(BIN)/python experiments/run.py
+	$(BIN)/python experiments/ecommerce.py
 
 paper: install
 	$(BIN)/python experiments/paper.py
