@@ -47,11 +47,26 @@ def runs_by_model(folder, models=MODELS) -> dict:
     return {m: dict(sorted(found[m].items())) for m in models if m in found}
 
 
-def sweeps(folder) -> dict:
-    """{model: {seed: sweep rows sorted by temperature}}."""
-    return {model: {seed: sorted(read_csv(run / "sweep.csv"), key=lambda r: r["temperature"])
-                    for seed, run in seeds.items() if (run / "sweep.csv").is_file()}
-            for model, seeds in runs_by_model(folder).items()}
+def sweeps(folder, models=MODELS) -> dict:
+    """{model: {seed: sweep rows sorted by temperature}} for the runs of `models` that have a sweep.csv."""
+    found = {model: {seed: sorted(read_csv(run / "sweep.csv"), key=lambda r: r["temperature"])
+                     for seed, run in seeds.items() if (run / "sweep.csv").is_file()}
+             for model, seeds in runs_by_model(folder, models).items()}
+    return {model: seeds for model, seeds in found.items() if seeds}
+
+
+def plot_sweeps(ax, by_seed: dict, x: str, y: str, color, label: str) -> None:
+    """One model's temperature sweep on `ax`: the mean over seeds at each temperature, bars of one standard
+    deviation in both axes where there are several seeds, every other temperature labelled."""
+    curves = list(by_seed.values())
+    temps = [r["temperature"] for r in curves[0]]
+    points = [[at_temperature(c, t) for c in curves] for t in temps]
+    (mx, sx), (my, sy) = (np.array([mean_std([p[key] for p in pts]) for pts in points]).T for key in (x, y))
+    ax.errorbar(mx, my, xerr=None if np.isnan(sx).all() else sx, yerr=None if np.isnan(sy).all() else sy,
+                marker="o", ms=4, capsize=2, color=color, label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+    for t, px, py in zip(temps, mx, my):
+        if abs(t * 10 - round(t * 10)) < 1e-6 and round(t * 10) % 2 == 1:  # every other temperature
+            ax.annotate(f"{t:g}", (px, py), textcoords="offset points", xytext=(5, 3), fontsize=7, color=color)
 
 
 def at_temperature(rows: list, t: float) -> dict:

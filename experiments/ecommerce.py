@@ -19,7 +19,8 @@ The style reward's target is each prompt's own sentiment (the rating the prompt 
 work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/: each run's config.json,
 metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json, and each scorer's
 scorer.json and summary.json (no weights), and for the realism runs benchmarks/baseline_variance.py's report
-(baseline-variance.json). A run whose logs are all there is skipped; a killed one resumes from its checkpoint. The
+(baseline-variance.json), and for the MLE and realism runs the temperature sweep 0.5-1.5 of 2,000 samples per point
+(advgen sweep, sweep.csv: the titles frontier). A run whose logs are all there is skipped; a killed one resumes from its checkpoint. The
 adversarial runs need their seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the
 same command (deterministic on CPU), and the finished runs' logs are kept.
 
@@ -66,11 +67,12 @@ SCORERS = {
     "review-click-reward": ("even", ["--preset", "reviews", "--kind", "click", "--max-length", 64, "--max-steps", 300]),
     "review-click-judge": ("odd", ["--preset", "reviews", "--kind", "click", "--max-length", 64, "--max-steps", 300]),
 }
+FRONTIER = ("mle", "realism")  # the runs swept over temperature (the titles frontier)
 TITLE_SCORERS = [name for name in SCORERS if not name.startswith("review-")]
 RUN_LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
 
 FULL = dict(pretrain=["--preset", "quick"], adversarial=["--preset", "quick", "--max-steps", 100], scorer=[],
-            n=1000, temperatures=[0.8, 1.0], variance=[], seeds="0,1,2")
+            n=1000, temperatures=[0.8, 1.0], variance=[], sweep="0.5:1.5:0.1", sweep_n=2000, seeds="0,1,2")
 SMOKE = dict(pretrain=["--preset", "quick", "--generator", "scratch:gpt2-tiny", "--tokenizer", "corpus:300",
                        "--max-steps", 8, "--eval-every", 4, "--batch-size", 16],
              adversarial=["--preset", "quick", "--discriminator", "scratch:bert-tiny", "--max-steps", 2,
@@ -78,7 +80,7 @@ SMOKE = dict(pretrain=["--preset", "quick", "--generator", "scratch:gpt2-tiny", 
                           "--checkpoint-every", 1, "--log-samples-every", 1],
              scorer=["--model", "scratch:bert-tiny", "--max-steps", 4, "--eval-every", 2, "--max-length", 32],
              n=24, temperatures=[1.0], variance=["--batches", 2, "--prompts", 2, "--k", 2, "--ema-warmup", 1],
-             seeds="0", settings="realism,style3-click1")
+             sweep="0.5,1.0,1.5", sweep_n=24, seeds="0", settings="realism,style3-click1")
 
 
 def scorers(root: Path, logs: Path, settings: dict, names: list, log: Path) -> dict:
@@ -112,6 +114,16 @@ def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) ->
                    "--metrics", "bleu,self-bleu,distinct", *scorer_args, "--out", report, log=log)
 
 
+def sweep(run: Path, target: Path, settings: dict, log: Path) -> None:
+    """The temperature sweep of a run (BLEU and Self-BLEU against the test titles, Treebank words) -> TARGET/sweep.csv."""
+    if (target / "sweep.csv").is_file():
+        return
+    out = run.parent / "sweeps" / run.name
+    advgen("sweep", run, "--temperatures", settings["sweep"], "--n", settings["sweep_n"], "--tokenize", "treebank",
+           "--no-realism", "--resume", "--out", out, log=log)
+    shutil.copy2(out / "sweep.csv", target / "sweep.csv")
+
+
 def baseline_variance(run: Path, target: Path, seed: int, settings: dict, log: Path) -> None:
     """benchmarks/baseline_variance.py on a run's generator and discriminator: the variance of the policy gradient
     under each baseline on the same rollouts -> its JSON line in TARGET/baseline-variance.json."""
@@ -130,9 +142,12 @@ def baseline_variance(run: Path, target: Path, seed: int, settings: dict, log: P
 
 
 def complete(target: Path, settings: dict) -> bool:
-    """Every log of a run is in TARGET (for a realism run, its baseline-variance report too)."""
+    """Every log of a run is in TARGET: for the MLE and realism runs their sweep.csv too, and for a realism run its
+    baseline-variance report."""
     names = RUN_LOGS + [f"eval-T{t:.2f}.json" for t in settings["temperatures"]]
-    return all((target / name).is_file() for name in names + ["baseline-variance.json"] * target.name.startswith("titles-realism-"))
+    setting = target.name.split("-", 1)[1].rsplit("-s", 1)[0]
+    names += ["sweep.csv"] * (setting in FRONTIER) + ["baseline-variance.json"] * (setting == "realism")
+    return all((target / name).is_file() for name in names)
 
 
 def main(argv=None) -> None:
@@ -166,6 +181,7 @@ def main(argv=None) -> None:
             continue
         train("pretrain", work / mle, [*settings["pretrain"], "--condition", "rating", "--seed", seed], log)
         measure(work / mle, logs / mle, judges, settings, log)
+        sweep(work / mle, logs / mle, settings, log)
         for setting in chosen:
             name = f"titles-{setting}-s{seed}"
             if complete(logs / name, settings):
@@ -175,6 +191,8 @@ def main(argv=None) -> None:
             train("adversarial", work / name, [*settings["adversarial"], "--init", work / mle, "--seed", seed,
                                                *flags, *scorer_flags], log)
             measure(work / name, logs / name, judges, settings, log)
+            if setting in FRONTIER:
+                sweep(work / name, logs / name, settings, log)
             if setting == "realism":
                 baseline_variance(work / name, logs / name, seed, settings, log)
         print(f"seed {seed}: logs in {logs}", flush=True)

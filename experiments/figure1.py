@@ -9,8 +9,6 @@ as close to the test captions, more diverse.
 import json
 from pathlib import Path
 
-import numpy as np
-
 import common
 from table1 import TEXYGEN
 
@@ -27,20 +25,7 @@ def main():
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for ax, (x, y, label, texygen_y, texygen_x) in zip(axes, PANELS):
         for model, by_seed in common.sweeps(runs).items():
-            curves = list(by_seed.values())
-            temps = [r["temperature"] for r in curves[0]]
-            points = [[common.at_temperature(c, t) for c in curves] for t in temps]
-            mx = np.array([common.mean_std([p[x] for p in pts])[0] for pts in points])
-            my = np.array([common.mean_std([p[y] for p in pts])[0] for pts in points])
-            sx = np.array([common.mean_std([p[x] for p in pts])[1] for pts in points])
-            sy = np.array([common.mean_std([p[y] for p in pts])[1] for pts in points])
-            ax.errorbar(mx, my, xerr=None if np.isnan(sx).all() else sx, yerr=None if np.isnan(sy).all() else sy,
-                        marker="o", ms=4, capsize=2, color=common.COLORS[model],
-                        label=f"{common.MODELS[model]} ({len(curves)} seed{'s' * (len(curves) > 1)})")
-            for t, px, py in zip(temps, mx, my):
-                if abs(t * 10 - round(t * 10)) < 1e-6 and round(t * 10) % 2 == 1:  # every other temperature
-                    ax.annotate(f"{t:g}", (px, py), textcoords="offset points", xytext=(5, 3), fontsize=7,
-                                color=common.COLORS[model])
+            common.plot_sweeps(ax, by_seed, x, y, common.COLORS[model], common.MODELS[model])
         if texygen_y is not None:
             for name, values in TEXYGEN.items():
                 ax.scatter(values[texygen_x], values[texygen_y], marker="x", color="0.3", zorder=3)

@@ -138,7 +138,10 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     table8 = list(csv.reader((tmp_path / "paper" / "tables" / "table8.csv").open()))
     assert [row[0] for row in table8[1:]] == ["loo"]  # the one baseline the smoke chain trains
     assert [row[0] for row in list(csv.reader((tmp_path / "paper" / "tables" / "table9.csv").open()))[1:]] == ["MLE", "0.5"]
-    for name in ("figure3", "figure4"):
+    for run in ("titles-mle-s0", "titles-realism-s0"):  # the titles frontier
+        assert [r["temperature"] for r in common.read_csv(logs / run / "sweep.csv")] == [0.5, 1.0, 1.5]
+    assert not (logs / "titles-style3-click1-s0" / "sweep.csv").exists()
+    for name in ("figure3", "figure4", "figure5"):
         assert (tmp_path / "paper" / "figures" / f"{name}.png").is_file()
     # A finished chain is skipped; an unknown setting is refused before anything runs.
     again = ecommerce()
