@@ -141,6 +141,14 @@ def save_figure(fig, out, name: str) -> Path:
     return folder / f"{name}.png"
 
 
+def finish(fig, axes, title: str, out, name: str) -> Path:
+    """The legend in the first panel, the title, the layout, and the figure saved (save_figure)."""
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out, name)
+
+
 def pyplot():
     import matplotlib
 

@@ -35,10 +35,7 @@ def main():
         ax.set_xlabel(x.replace("self-bleu", "Self-BLEU") + " (lower: more diverse)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("COCO captions, temperature sweep 0.5-1.5, 10,000 samples per point (labels: temperature)")
-    fig.tight_layout()
-    print(common.save_figure(fig, args.out, "figure1"))
+    print(common.finish(fig, axes, "COCO captions, temperature sweep 0.5-1.5, 10,000 samples per point (labels: temperature)", args.out, "figure1"))
 
 
 if __name__ == "__main__":

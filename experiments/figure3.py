@@ -35,10 +35,7 @@ def main():
         ax.set_xlabel("Self-BLEU-4 (lower: more diverse)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Product titles conditioned on the rating: reward settings against MLE (labels: temperature)")
-    fig.tight_layout()
-    print(common.save_figure(fig, args.out, "figure3"))
+    print(common.finish(fig, axes, "Product titles conditioned on the rating: reward settings against MLE (labels: temperature)", args.out, "figure3"))
 
 
 if __name__ == "__main__":

@@ -33,10 +33,7 @@ def main():
             ax.set_xlabel("generator step")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Product titles, realism reward only: the REINFORCE baselines (mean over seeds, 5-step moving average)")
-    fig.tight_layout()
-    print(common.save_figure(fig, args.out, "figure4"))
+    print(common.finish(fig, axes, "Product titles, realism reward only: the REINFORCE baselines (mean over seeds, 5-step moving average)", args.out, "figure4"))
 
 
 if __name__ == "__main__":

@@ -20,10 +20,7 @@ def main():
         ax.set_xlabel("Self-BLEU-4 (lower: more diverse)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Product titles conditioned on the rating, temperature sweep (labels: temperature)")
-    fig.tight_layout()
-    print(common.save_figure(fig, args.out, "figure5"))
+    print(common.finish(fig, axes, "Product titles conditioned on the rating, temperature sweep (labels: temperature)", args.out, "figure5"))
 
 
 if __name__ == "__main__":
