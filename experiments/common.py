@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial"}
-COLORS = {"mle": "tab:blue", "adv": "tab:red"}
+MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial", "cold": "adversarial, cold rollouts (ColdGANs)",
+          "mleterm": "adversarial + MLE term", "dtarget": "adversarial, target-accuracy discriminator"}
+COLORS = {"mle": "tab:blue", "adv": "tab:red", "cold": "tab:green", "mleterm": "tab:purple", "dtarget": "tab:orange"}
 RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+)$")
 
 

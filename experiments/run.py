@@ -4,17 +4,18 @@ For each seed, on COCO captions (experiments/data/coco):
 
     coco-mle-s<seed>   advgen pretrain --preset coco --seed <seed>             (MLE to early stopping)
     coco-adv-s<seed>   advgen adversarial --preset coco --init coco-mle-s<seed> (realism only)
+    coco-<variant>-s<seed>  the same with one remedy of VARIANTS (cold, mleterm, dtarget)
     each of the two:   advgen sweep --temperatures 0.5:1.5:0.1 --n 10000 --tokenize treebank
                        advgen evaluate <samples> --metrics fed,mauve  at T=1 and at the temperature whose
                        Self-BLEU-4 is nearest the data's (the train captions' own, measured once)
 
 Checkpoints live in the work folder (runs/paper, not committed); the logs the figures and tables read are copied
 into paper/runs/coco/<run>/ (config.json, metrics.jsonl, samples.jsonl, summary.json, sweep.csv,
-samples/T<t>.txt.gz, fed-mauve-T<t>.json) after every step. A seed whose logs are all in paper/runs is skipped.
-Otherwise its chain restarts from the first step whose output is missing from the work folder: a killed training
-run resumes from its checkpoint, a killed sweep keeps its finished points. Run folders do not outlast a machine,
-and the adversarial run and both sweeps need the MLE checkpoint, so a seed's chain has to finish where it began;
-a partly logged seed is redone whole.
+samples/T<t>.txt.gz, fed-mauve-T<t>.json) after every step. A run whose logs are all in paper/runs is skipped.
+Otherwise it restarts from the first step whose output is missing from the work folder: a killed training run
+resumes from its checkpoint, a killed sweep keeps its finished points. The adversarial runs need their seed's MLE
+checkpoint: where the work folder was lost (run folders do not outlast a machine), the MLE run is trained again
+by the same command, which is deterministic on CPU, and the logs of the finished runs are kept.
 
 `--smoke` runs the whole chain at tiny sizes (two seeds, 400 train and 200 test captions, three
 temperatures, 40 samples) under --root, then
@@ -35,13 +36,21 @@ DATA = Path("experiments/data/coco")  # relative to the repository root, as the 
 TEMPERATURES = [round(0.5 + 0.1 * i, 1) for i in range(11)]
 LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
 
-FULL = dict(pretrain=[], adversarial=[], temperatures=TEMPERATURES, n=10_000, batch_size=500, seeds="0,1,2")
+# The adversarial runs of each seed beside the plain one (coco-adv): the remedies of the literature, each a change of
+# the coco preset (run names coco-<variant>-s<seed>). ColdGANs' colder exploration with clipped importance weights;
+# a maximum-likelihood term on real captions in every step; a discriminator kept in its useful range.
+VARIANTS = {"adv": [],
+            "cold": ["--rollout-temperature", 0.7, "--is-clip", 5],
+            "mleterm": ["--mle-coef", 1.0],
+            "dtarget": ["--disc-target-accuracy", 0.7, "--disc-label-smoothing", 0.1]}
+FULL = dict(pretrain=[], adversarial=[], temperatures=TEMPERATURES, n=10_000, batch_size=500, seeds="0,1,2",
+            variants=list(VARIANTS))
 SMOKE = dict(pretrain=["--generator", "scratch:gpt2-tiny", "--tokenizer", "corpus:300", "--epochs", "0",
                        "--max-steps", "12", "--eval-every", "6", "--batch-size", "16", "--max-target-tokens", "20"],
              adversarial=["--discriminator", "scratch:bert-tiny", "--max-steps", "3", "--disc-warmup", "2",
                           "--prompts-per-step", "4", "--k", "2", "--eval-samples", "8", "--checkpoint-every", "2",
                           "--log-samples-every", "1"],
-             temperatures=[0.5, 1.0, 1.5], n=40, batch_size=40, seeds="0,1",
+             temperatures=[0.5, 1.0, 1.5], n=40, batch_size=40, seeds="0,1", variants=["adv", "cold"],
              captions=(400, 200))  # the first train and test captions: the chain's every step stays small
 
 
@@ -129,6 +138,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, run in this order [0,1,2; smoke: 0,1]")
     parser.add_argument("--root", default=None, help="work folder for checkpoints [runs/paper; smoke: required]")
     parser.add_argument("--logs", default=None, help="committed logs [paper/runs/coco; smoke: ROOT/runs/coco]")
+    parser.add_argument("--variants", default=None, help=f"comma-separated adversarial runs per seed, from "
+                                                         f"{', '.join(VARIANTS)} [all; smoke: adv,cold]")
     parser.add_argument("--smoke", action="store_true", help="the whole chain at tiny sizes, then the figures")
     args = parser.parse_args(argv)
     if args.smoke and not args.root:
@@ -146,21 +157,25 @@ def main(argv=None) -> None:
             (work / f"coco_{name}.txt").write_text("\n".join(lines) + "\n")
         train_file, test_file = work / "coco_train.txt", work / "coco_test.txt"
     data_self_bleu4 = reference_data(logs, work, train_file, test_file, log)
+    variants = args.variants.split(",") if args.variants else settings["variants"]
+    if any(v not in VARIANTS for v in variants):
+        parser.error(f"--variants: choose from {', '.join(VARIANTS)}")
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
-        mle, adv = f"coco-mle-s{seed}", f"coco-adv-s{seed}"
-        if complete(mle, logs, settings) and complete(adv, logs, settings):
+        mle, adversarial = f"coco-mle-s{seed}", [(f"coco-{v}-s{seed}", VARIANTS[v]) for v in variants]
+        if all(complete(run, logs, settings) for run in [mle] + [run for run, _ in adversarial]):
             print(f"seed {seed}: complete in {logs}, skipped", flush=True)
             continue
-        if not (work / mle).exists():  # a new chain: nothing of an earlier, unfinished one is kept
-            for run in (mle, adv):
-                shutil.rmtree(logs / run, ignore_errors=True)
-                shutil.rmtree(work / run, ignore_errors=True)
-                shutil.rmtree(work / "sweeps" / run, ignore_errors=True)
+        # The MLE run every adversarial run starts from: where the work folder was lost, trained again by the
+        # same command (deterministic on CPU); the logs of finished runs are kept as they are.
         train("pretrain", work / mle, ["--preset", "coco", "--seed", seed, "--corpus", train_file,
                                        "--test-corpus", test_file, *settings["pretrain"]], log)
-        train("adversarial", work / adv, ["--preset", "coco", "--init", work / mle, "--seed", seed,
-                                          *settings["adversarial"]], log)
-        for run in (mle, adv):
+        if not complete(mle, logs, settings):
+            measure(mle, work, logs, settings, test_file, data_self_bleu4, log)
+        for run, flags in adversarial:
+            if complete(run, logs, settings):
+                continue
+            train("adversarial", work / run, ["--preset", "coco", "--init", work / mle, "--seed", seed,
+                                              *settings["adversarial"], *flags], log)
             measure(run, work, logs, settings, test_file, data_self_bleu4, log)
         print(f"seed {seed}: logs in {logs}", flush=True)
     if args.smoke:  # the figures and tables of the smoke logs, and paper.md's quoted tables refreshed in a copy

@@ -1,6 +1,7 @@
 """Table 3: where the adversarial frontier lies against MLE's, at matched quality.
 
-For each seed, the adversarial run and the MLE run it started from are paired. Along each sweep, Self-BLEU-n is
+For each adversarial model (the plain run and each remedy) and each seed, the adversarial run and the MLE run it
+started from are paired. Along each sweep, Self-BLEU-n is
 interpolated linearly as a function of BLEU-n (both move monotonically with temperature); at each BLEU-n value that
 every curve reaches, the difference adversarial - MLE in Self-BLEU-n (negative: the adversarial generator is more
 diverse at the same quality, i.e. it beats MLE there). Mean ± standard deviation over the seed pairs.
@@ -17,25 +18,26 @@ GRID = {4: np.round(np.arange(0.15, 0.50, 0.05), 2), 5: np.round(np.arange(0.08,
 def main():
     args = common.arguments(__doc__.split("\n")[0])
     sweeps = common.sweeps(Path(args.runs))
-    pairs = sorted(set(sweeps.get("mle", {})) & set(sweeps.get("adv", {})))
     rows = []
-    for n, grid in GRID.items():
-        x, y = f"bleu-{n}", f"self-bleu-{n}"
-        mle = np.array([common.curve_at(sweeps["mle"][s], x, y, grid) for s in pairs])
-        adv = np.array([common.curve_at(sweeps["adv"][s], x, y, grid) for s in pairs])
-        for i, value in enumerate(grid):
-            if not pairs or np.isnan(mle[:, i]).any() or np.isnan(adv[:, i]).any():
-                continue  # outside some curve's range
-            diff = adv[:, i] - mle[:, i]
-            rows.append([f"BLEU-{n}", f"{value:.2f}", len(pairs), common.fmt(*common.mean_std(mle[:, i])),
-                         common.fmt(*common.mean_std(adv[:, i])), common.fmt(*common.mean_std(diff)),
-                         f"{int((diff < 0).sum())}/{len(pairs)}", " / ".join(f"{d:+.3f}" for d in diff)])
-    header = ["quality", "matched value", "seed pairs", "MLE Self-BLEU", "adversarial Self-BLEU",
-              "adversarial - MLE", "pairs where adversarial is more diverse",
-              "adversarial - MLE by seed (" + ", ".join(f"s{s}" for s in pairs) + ")"]
-    note = "Self-BLEU at the matched BLEU of the same order (BLEU-4 with Self-BLEU-4, BLEU-5 with Self-BLEU-5)."
+    for model in [m for m in sweeps if m != "mle"]:
+        pairs = sorted(set(sweeps.get("mle", {})) & set(sweeps[model]))
+        for n, grid in GRID.items():
+            x, y = f"bleu-{n}", f"self-bleu-{n}"
+            mle = np.array([common.curve_at(sweeps["mle"][s], x, y, grid) for s in pairs])
+            adv = np.array([common.curve_at(sweeps[model][s], x, y, grid) for s in pairs])
+            for i, value in enumerate(grid):
+                if not pairs or np.isnan(mle[:, i]).any() or np.isnan(adv[:, i]).any():
+                    continue  # outside some curve's range
+                diff = adv[:, i] - mle[:, i]
+                rows.append([common.MODELS[model], f"BLEU-{n}", f"{value:.2f}", len(pairs),
+                             common.fmt(*common.mean_std(mle[:, i])), common.fmt(*common.mean_std(adv[:, i])),
+                             common.fmt(*common.mean_std(diff)), f"{int((diff < 0).sum())}/{len(pairs)}",
+                             " / ".join(f"s{s} {d:+.3f}" for s, d in zip(pairs, diff))])
+    header = ["model", "quality", "matched value", "seed pairs", "MLE Self-BLEU", "adversarial Self-BLEU",
+              "adversarial - MLE", "pairs where adversarial is more diverse", "adversarial - MLE by seed"]
+    note = ("Self-BLEU at the matched BLEU of the same order (BLEU-4 with Self-BLEU-4, BLEU-5 with Self-BLEU-5); each "
+            "adversarial run is paired with the MLE run of its seed, the one it started from.")
     print(common.write_table(args.out, "table3", header, rows, note))
-
 
 if __name__ == "__main__":
     main()
