@@ -176,6 +176,17 @@ def group(folder, name: str) -> list:
     return json.loads((Path(folder) / "settings.json").read_text())["groups"][name]
 
 
+def judged(report, samples) -> dict:
+    """An evaluate report's metrics, plus from its samples file 'words' (mean whitespace words per text) and
+    'top-share' (the share of texts equal to the most frequent one)."""
+    texts = [r["text"] for r in read_jsonl(samples)]
+    counts = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    return dict(json.loads(Path(report).read_text())["metrics"], words=float(np.mean([len(x.split()) for x in texts])),
+                **{"top-share": max(counts.values()) / len(texts)})
+
+
 def evaluations(folder, models: list) -> dict:
     """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for `models` (run names'
     settings, e.g. ["mle", *group(folder, "steering")]), in that order. values: the eval-T<t>.json metrics, plus
@@ -187,14 +198,7 @@ def evaluations(folder, models: list) -> dict:
         for seed, run in by_seed.items():
             for report in sorted(run.glob("eval-T*.json")):
                 t = float(report.stem[len("eval-T"):])
-                texts = [r["text"] for r in read_jsonl(run / f"samples-T{t:.2f}.jsonl")]
-                counts = {}
-                for text in texts:
-                    counts[text] = counts.get(text, 0) + 1
-                values = dict(json.loads(report.read_text())["metrics"],
-                              words=float(np.mean([len(x.split()) for x in texts])),
-                              **{"top-share": max(counts.values()) / len(texts)})
-                found.setdefault(model, {}).setdefault(seed, {})[t] = values
+                found.setdefault(model, {}).setdefault(seed, {})[t] = judged(report, run / f"samples-T{t:.2f}.jsonl")
     return found
 
 

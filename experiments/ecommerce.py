@@ -16,13 +16,16 @@ reviews for the judges table. Then for each seed:
         advgen evaluate <samples> --metrics bleu,self-bleu,distinct --scorer <every judge and reward scorer>
 
 The style reward's target is each prompt's own sentiment (the rating the prompt states). Checkpoints stay in the
-work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/: each run's config.json,
-metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json, and each scorer's
-scorer.json and summary.json (no weights), and for the realism runs benchmarks/baseline_variance.py's report
-(baseline-variance.json), and for the MLE and realism runs the temperature sweep 0.5-1.5 of 2,000 samples per point
-(advgen sweep, sweep.csv: the titles frontier). A run whose logs are all there is skipped; a killed one resumes from its checkpoint. The
-adversarial runs need their seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the
-same command (deterministic on CPU), and the finished runs' logs are kept.
+work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/:
+- each run's config.json, metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json;
+- for the MLE and realism runs, the temperature sweep 0.5-1.5 of 2,000 samples per point (sweep.csv: the titles
+  frontier), and for the realism runs benchmarks/baseline_variance.py's report (baseline-variance.json);
+- each scorer's scorer.json and summary.json (no weights);
+- once, the first N validation titles judged the same way as samples (data-valid.json; the titles in
+  data-valid-titles.jsonl).
+A run whose logs are all there is skipped; a killed one resumes from its checkpoint. The adversarial runs need their
+seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the same command
+(deterministic on CPU), and the finished runs' logs are kept.
 
     python experiments/ecommerce.py [--seeds 0,1,2] [--settings realism,style1,...] [--root DIR] [--logs DIR]
     python experiments/ecommerce.py --smoke --root DIR     (tiny sizes; the test suite runs it)
@@ -114,6 +117,23 @@ def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) ->
                    "--metrics", "bleu,self-bleu,distinct", *scorer_args, "--out", report, log=log)
 
 
+def data_reference(run: Path, logs: Path, judges: dict, settings: dict, log: Path) -> None:
+    """Real titles judged as if they were samples: the first N validation titles (products neither the generators'
+    test prompts nor their training came from), each against its own rating's sentiment, BLEU against the test
+    titles -> LOGS/data-valid.json: what the scorers and the metrics say of real titles."""
+    report = logs / "data-valid.json"
+    if report.is_file():
+        return
+    from advgen import data, runs
+
+    rows = data.load_splits(runs.read_config(run)["pretrain"])["valid"][:settings["n"]]
+    titles = logs / "data-valid-titles.jsonl"
+    titles.write_text("".join(json.dumps({"text": str(r["title"]).strip(), "rating": r["rating"]}) + "\n" for r in rows))
+    advgen("evaluate", titles, "--references", "test", "--field", "title", "--pairing", "unpaired",
+           "--metrics", "bleu,self-bleu,distinct",
+           *[arg for name in TITLE_SCORERS for arg in ("--scorer", judges[name])], "--out", report, log=log)
+
+
 def sweep(run: Path, target: Path, settings: dict, log: Path) -> None:
     """The temperature sweep of a run (BLEU and Self-BLEU against the test titles, Treebank words) -> TARGET/sweep.csv."""
     if (target / "sweep.csv").is_file():
@@ -169,8 +189,8 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     log = work / "experiments.log"
-    (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "groups": GROUPS, "temperatures": settings["temperatures"],
-                                                    "adversarial": settings["adversarial"]}, indent=1, default=str) + "\n")
+    (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "groups": GROUPS, "adversarial": settings["adversarial"],
+                                                    "temperatures": settings["temperatures"]}, indent=1, default=str) + "\n")
     judges = scorers(work, logs, settings, TITLE_SCORERS, log)
     rewards = {"style": ["--style-scorer", judges["sentiment-reward"]], "click": ["--click-scorer", judges["click-reward"]]}
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
@@ -196,6 +216,8 @@ def main(argv=None) -> None:
             if setting == "realism":
                 baseline_variance(work / name, logs / name, seed, settings, log)
         print(f"seed {seed}: logs in {logs}", flush=True)
+    first = logs / f"titles-mle-s{(args.seeds or settings['seeds']).split(',')[0]}"
+    data_reference(first, logs, judges, settings, log)  # the splits are the same for every seed
     scorers(work, logs, settings, [name for name in SCORERS if name not in TITLE_SCORERS], log)  # the judges table's
     if args.smoke:  # the e-commerce figures and tables of the smoke logs
         subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs.parent),

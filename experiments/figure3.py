@@ -1,8 +1,10 @@
 """Figure 3: steering product titles by reward against diversity. One point per reward setting and sampling
 temperature (mean over seeds, bars of one standard deviation), the temperatures of a setting joined, the MLE
-generator the runs start from in black. Panels: the judge's balanced sentiment accuracy, the judge's mean P(click)
-and BLEU-4 against the test titles, each against Self-BLEU-4 (left: more diverse). Upper left is better.
+generator the runs start from in black, real validation titles judged the same way as a star. Panels: the judge's
+balanced sentiment accuracy, the judge's mean P(click) and BLEU-4 against the test titles, each against Self-BLEU-4
+(left: more diverse). Upper left is better.
 """
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ PANELS = [(f"style-balanced-accuracy/{JUDGE}", "judge: balanced sentiment accura
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     found = common.evaluations(args.runs, ["mle", *common.group(args.runs, "steering")])
+    data = Path(args.runs) / "data-valid.json"
+    data = json.loads(data.read_text())["metrics"] if data.is_file() else None  # real validation titles, judged
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.8))
     colors = plt.get_cmap("tab10")
@@ -32,6 +36,8 @@ def main():
                         capsize=2, color=color, label=f"{model} ({len(by_seed)} seed{'s' * (len(by_seed) > 1)})")
             for t, px, py in zip(temps, stats["self-bleu-4"][:, 0], stats[y][:, 0]):
                 ax.annotate(f"{t:g}", (px, py), textcoords="offset points", xytext=(4, 3), fontsize=7, color=color)
+        if data is not None:
+            ax.scatter(data["self-bleu-4"], data[y], marker="*", s=120, color="black", zorder=3, label="validation titles (data)")
         ax.set_xlabel("Self-BLEU-4 (lower: more diverse)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

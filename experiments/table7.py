@@ -35,6 +35,12 @@ def main():
                     for s in seeds if s in mle and t in mle[s]]
             gain_cell = "(reference)" if model == "mle" else common.fmt(*common.mean_std(np.array(gain) * 100), 1) + " %"
             rows.append([model, len(seeds), f"{t:.1f}", *cells[:2], per_class, cells[2], cells[3], gain_cell, *cells[4:]])
+    data = Path(args.runs) / "data-valid.json"
+    if data.is_file():  # real validation titles, judged as samples
+        values = common.judged(data, Path(args.runs) / "data-valid-titles.jsonl")
+        cells = [common.fmt(values.get(key, float("nan"))) for key, _ in COLUMNS]
+        per_class = " / ".join(f"{values[f'style-accuracy/{JUDGE}/{c}']:.2f}" for c in CLASSES)
+        rows.append(["validation titles (real data)", "–", "–", *cells[:2], per_class, cells[2], cells[3], "–", *cells[4:]])
     header = ["setting", "seeds", "T", *[name for _, name in COLUMNS[:2]], "judge: accuracy on negative / neutral / "
               "positive prompts", COLUMNS[2][1], COLUMNS[3][1], "judge: P(click) vs MLE", *[name for _, name in COLUMNS[4:]]]
     note = ("Sentiment accuracy: the share of samples a scorer assigns to the sentiment of the rating in their prompt "

@@ -131,7 +131,9 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     config = json.loads((logs / "titles-style3-click1-s0" / "config.json").read_text())["adversarial"]
     assert (config["w_style"], config["w_click"]) == (3.0, 1.0) and config["style_scorer"].endswith("sentiment-reward")
     table7 = list(csv.reader((tmp_path / "paper" / "tables" / "table7.csv").open()))
-    assert [row[0] for row in table7[1:]] == ["mle", "realism", "style3-click1"]
+    assert [row[0] for row in table7[1:]] == ["mle", "realism", "style3-click1", "validation titles (real data)"]
+    real = json.loads((logs / "data-valid.json").read_text())["metrics"]
+    assert 0 <= real["style-balanced-accuracy/scorer-sentiment-judge"] <= 1 and real["bleu-4"] > 0
     assert list(csv.reader((tmp_path / "paper" / "tables" / "table6.csv").open()))[1][0] == "sentiment-reward"
     variance = json.loads((logs / "titles-realism-s0" / "baseline-variance.json").read_text())
     assert variance["ratio_to_none"]["none"] == 1 and set(variance["ratio_to_none"]) == {"none", "ema", "loo", "self-critical"}
