@@ -12,10 +12,14 @@ MODELS = {"mle": ("advgen MLE", "tab:blue"), "realism": ("advgen adversarial (re
 
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
+    found = common.sweeps(Path(args.runs), list(MODELS))
+    if not found:
+        print(f"figure5: no sweep.csv of {', '.join(MODELS)} runs in {args.runs} yet; not drawn")
+        return
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(PANELS), figsize=(10, 4.5))
     for ax, (x, y, label) in zip(axes, PANELS):
-        for model, by_seed in common.sweeps(Path(args.runs), list(MODELS)).items():
+        for model, by_seed in found.items():
             common.plot_sweeps(ax, by_seed, x, y, MODELS[model][1], MODELS[model][0])
         ax.set_xlabel("Self-BLEU-4 (lower: more diverse)")
         ax.set_ylabel(label)
