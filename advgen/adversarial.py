@@ -349,18 +349,21 @@ def discriminator_steps(cfg: AdversarialConfig, m: Models, task: Task, step: int
     """`disc_steps` steps on real train texts (stream "disc-real") against this step's samples (this rank's
     slice); the mean of their logs. With a target accuracy, the discriminator is first measured on the first of
     those real batches and the samples (discriminator_accuracy), and steps only while it is below the target
-    (disc/stepped 0 or 1; a measured step logs its measurement)."""
+    (disc/stepped 0 or 1, disc/measured_accuracy; a step not taken logs its measurement as disc/*)."""
     B = cfg.prompts_per_step * cfg.k
     reals = [real_texts(task, B, cfg.seed, step * cfg.disc_steps + j, "disc-real") for j in range(cfg.disc_steps)]
+    measured = {}
     if cfg.disc_target_accuracy and reals:
         measured = discriminator_accuracy(m, reals[0], fake, p_fake)
         if measured["disc/accuracy"] >= cfg.disc_target_accuracy:
-            return {**measured, "disc/stepped": 0}
+            return {**measured, "disc/measured_accuracy": measured["disc/accuracy"], "disc/stepped": 0}
     logs = [distributed.mean_over_ranks(scorers.discriminator_step(m.disc_step, m.disc_opt, real, fake, cfg.clip,
                                                                    cfg.disc_label_smoothing))
             for real in reals]
     logs = {k: sum(d[k] for d in logs) / len(logs) for k in logs[0]} if logs else {}
-    return {**logs, "disc/stepped": int(bool(logs))} if cfg.disc_target_accuracy else logs
+    if measured:
+        logs.update({"disc/measured_accuracy": measured["disc/accuracy"], "disc/stepped": int(bool(logs))})
+    return logs
 
 
 def mle_loss(cfg: AdversarialConfig, m: Models, task: Task, index: int, stream: str) -> tuple:

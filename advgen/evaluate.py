@@ -194,7 +194,7 @@ def scorer_metrics(named: dict, texts: list, records: list, batch_size: int = 64
             hits = {}
             for v in targeted:
                 hits.setdefault(v["target"], []).append(v["label"] == v["target"])
-            values[f"style-accuracy/{name}"] = float(np.mean([v["label"] == v["target"] for v in targeted]))
+            values[f"style-accuracy/{name}"] = float(np.mean([h for label_hits in hits.values() for h in label_hits]))
             values[f"style-balanced-accuracy/{name}"] = float(np.mean([np.mean(h) for h in hits.values()]))
             values.update({f"style-accuracy/{name}/{label}": float(np.mean(hits[label])) for label in sorted(hits)})
             values[f"style-p/{name}"] = float(np.mean([v["score"] for v in targeted]))
