@@ -7,9 +7,10 @@ Each step is a chain of stages, each a function below that returns what it logs:
   3. advantages: the reward shaped per sequence, - kl_coef * (log p_policy - log p_init) + entropy_coef *
      (- log p_policy), summed over the sampled tokens and detached (their REINFORCE estimators are the
      gradients of the KL to the frozen init generator and of the entropy), then a REINFORCE baseline
-     (advgen.baselines);
-  4. policy step: loss = -mean_i(A_i * sum_t log p(y_it)), skipped (and logged) when the loss or the
-     gradient is not finite;
+     (advgen.baselines); with --dense-rewards, the realism part per token instead, from the discriminator's
+     score of every prefix, and the baseline per position (dense_advantages);
+  4. policy step: loss = -mean_i(A_i * sum_t log p(y_it)) (dense: -mean_i sum_t A_it log p(y_it)), skipped
+     (and logged) when the loss or the gradient is not finite;
   5. discriminator steps: `disc_steps` steps on real train texts against this step's samples;
   6. MLE step: every `mle_every` steps, one teacher-forced maximum-likelihood step on a train batch;
   7. log to metrics.jsonl (and samples with their rewards to samples.jsonl).
@@ -285,23 +286,53 @@ def importance_weights(samples: sampling.Samples, clip: float) -> torch.Tensor:
     return (samples.model_logprobs - samples.logprobs).sum(1).exp().clamp(max=clip)
 
 
-def policy_step(cfg: AdversarialConfig, m: Models, task: Task, ro: Rollout, total: torch.Tensor, state: dict) -> tuple:
+def dense_advantages(cfg: AdversarialConfig, m: Models, ro: Rollout, reward: torch.Tensor, realism: torch.Tensor,
+                     state: dict) -> tuple:
+    """Dense realism (ScratchGAN): returns per token (B, N), each the shaped reward less its realism part (the other
+    components, the KL and entropy terms: on every token alike, which is the sequence-level estimator for them),
+    plus the realism part per token: the mixer's realism factor times the discounted sum of the P(real) of the
+    token's prefix and of the longer ones (rewards.prefix_realism). Baselines per position
+    (baselines.position_advantages). -> (advantages (B, N), baseline (B, N), new ema, logs)."""
+    prefix = distributed.gather(rewards.prefix_realism(m.discriminator, m.tokenizer, ro.samples))
+    mask = distributed.gather(ro.samples.mask.float().cpu()).bool()
+    scale = m.mixer.scale("realism")
+    returns = (reward - scale * realism)[:, None] + scale * baselines.discounted_returns(prefix, mask, cfg.dense_discount)
+    advantages, baseline, ema = baselines.position_advantages(returns, mask, cfg.baseline, k=cfg.k, ema=state["ema"],
+                                                              decay=cfg.ema_decay, whiten=cfg.whiten)
+    logs = {"reward/prefix_realism_mean": float(prefix[mask].mean()),
+            "reward/advantage_std": float(advantages[mask].std(correction=0)),
+            "reward/baseline_mean": float(baseline[mask].mean())}
+    return advantages, baseline, ema, logs
+
+
+def policy_step(cfg: AdversarialConfig, m: Models, task: Task, ro: Rollout, components: dict, total: torch.Tensor,
+                state: dict) -> tuple:
     """Shape the rewards, take advantages, and step the generator on -mean over the batch of w_i * A_i * log p(y_i)
-    (w = 1 for rollouts at temperature 1, else importance_weights), plus mle_coef times the NLL per token of a
+    (w = 1 for rollouts at temperature 1, else importance_weights), or with dense rewards on -mean over the batch
+    of w_i * sum_t A_it * log p(y_it | y_i<t) (dense_advantages), plus mle_coef times the NLL per token of a
     batch of real train texts (stream "mle-term"). Each rank's share is scaled by world / B, and DDP averages the
     ranks. A non-finite loss or gradient skips the step (counted in state["bad_steps"]).
-    -> (logs, shaped rewards (B,), advantages (B,))."""
+    -> (logs, shaped rewards (B,), advantages (B,): with dense rewards, those of each sample's first token)."""
     B, world, pad = cfg.prompts_per_step * cfg.k, distributed.world_size(), m.tokenizer.pad_token_id
-    logp = m.policy(models.teacher_forced_logprobs, ro.prompts, ro.samples, pad).sum(1)   # (b,) with gradient
+    token_logp = m.policy(models.teacher_forced_logprobs, ro.prompts, ro.samples, pad)   # (b, N) with gradient
+    logp = token_logp.sum(1)                                                              # (b,)
     reward, kl, entropy = shaped(total, distributed.gather(logp.detach().cpu()),
                                  sequence_logprobs(m.reference, ro.prompts, ro.samples, pad), cfg)   # (B,)
-    greedy = greedy_rewards(cfg, m, ro) if cfg.baseline == "self-critical" else None
-    advantages, baseline, new_ema = baselines.advantages(reward, cfg.baseline, k=cfg.k, greedy_rewards=greedy,
-                                                         ema=state["ema"], decay=cfg.ema_decay, whiten=cfg.whiten)
     b, weights = len(ro.prompts), torch.ones(len(ro.prompts))
     if cfg.rollout_temperature != 1.0:
         weights = importance_weights(ro.samples, cfg.is_clip).cpu()
-    loss = -((advantages[ro.first:ro.first + b] * weights).to(logp.device) * logp).sum() * world / B
+    if cfg.dense_rewards:
+        advantages, baseline, new_ema, spread = dense_advantages(cfg, m, ro, reward, components["realism"], state)
+        mine = advantages[ro.first:ro.first + b] * weights[:, None]
+        loss = -(mine.to(logp.device) * token_logp).sum() * world / B
+        advantages = advantages[:, 0]
+    else:
+        greedy = greedy_rewards(cfg, m, ro) if cfg.baseline == "self-critical" else None
+        advantages, baseline, new_ema = baselines.advantages(reward, cfg.baseline, k=cfg.k, greedy_rewards=greedy,
+                                                             ema=state["ema"], decay=cfg.ema_decay, whiten=cfg.whiten)
+        spread = {"reward/advantage_std": float(advantages.std(correction=0)),
+                 "reward/baseline_mean": float(baseline.mean())}
+        loss = -((advantages[ro.first:ro.first + b] * weights).to(logp.device) * logp).sum() * world / B
     mle = {}
     if cfg.mle_coef:
         term, mle["losses/mle_term"] = mle_loss(cfg, m, task, state["step"], "mle-term")
@@ -317,8 +348,7 @@ def policy_step(cfg: AdversarialConfig, m: Models, task: Task, ro: Rollout, tota
     else:
         state["bad_steps"] += 1
     m.gen_opt.zero_grad(set_to_none=True)
-    logs = {"reward/shaped_mean": float(reward.mean()), "reward/advantage_std": float(advantages.std(correction=0)),
-            "reward/baseline_mean": float(baseline.mean()), "policy/kl": float(kl.mean()),
+    logs = {"reward/shaped_mean": float(reward.mean()), **spread, "policy/kl": float(kl.mean()),
             "policy/entropy": float(entropy.mean()), "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
             "charts/skipped": int(not finite), **mle}
     if cfg.rollout_temperature != 1.0:
@@ -404,7 +434,7 @@ def train_step(cfg: AdversarialConfig, m: Models, task: Task, state: dict) -> tu
     ro = rollout(cfg, m, task, step)
     components = score(ro, m, cfg)
     total = mix(components, m.mixer, cfg.prompts_per_step * cfg.k)
-    logs, reward, advantages = policy_step(cfg, m, task, ro, total, state)
+    logs, reward, advantages = policy_step(cfg, m, task, ro, components, total, state)
     logs.update(discriminator_steps(cfg, m, task, step, ro.texts, components.get("realism")))
     logs.update(mle_step(cfg, m, task, step))
     state["step"] = step + 1

@@ -88,3 +88,60 @@ def advantages(rewards: torch.Tensor, kind: str, *, k: int = 1, greedy_rewards=N
 
     a = rewards - baseline  # (B,)
     return (whitened(a, eps) if whiten else a), baseline, ema_update(ema, rewards, decay)
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-token returns (dense rewards): the same kinds, taken at each position over the samples that reach it
+
+
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(B, N) per-token rewards -> (B, N) returns G_t = sum over s >= t of gamma^(s-t) r_s, within each row's
+    tokens (mask True on a prefix of each row); 0 where masked."""
+    rewards, mask = rewards.detach().float(), mask.to(rewards.device).float()
+    returns, running = torch.zeros_like(rewards), torch.zeros(rewards.shape[0], device=rewards.device)
+    for t in reversed(range(rewards.shape[1])):
+        running = (rewards[:, t] + gamma * running) * mask[:, t]
+        returns[:, t] = running
+    return returns
+
+
+def position_advantages(returns: torch.Tensor, mask: torch.Tensor, kind: str, *, k: int = 1, ema=None,
+                        decay: float = 0.9, whiten: bool = False, eps: float = 1e-8):
+    """(B, N) per-token returns -> (advantages (B, N), baseline (B, N), new_ema: a list of N floats), 0 where
+    masked. The kinds of `advantages`, each taken at position t over the samples that have a token there:
+
+        none  baseline 0;
+        ema   a moving average per position of previous batches' mean return there (None before the first batch:
+              baseline 0; a position no sample of a batch reached keeps its value);
+        loo   the mean return at t of the other samples of the prompt that reach t (0 where none does): it never
+              depends on the sample it is subtracted from, so the gradient stays unbiased.
+
+    self-critical has no per-position form here (a greedy decode is one sequence, not a return per position).
+    Whitening uses the mean and spread over the batch's tokens."""
+    if kind not in ("none", "ema", "loo"):
+        raise AdvgenError(f"per-position baselines are none, ema and loo, not '{kind}'")
+    returns, m = returns.detach().float(), mask.to(returns.device).float()
+    batch, length = returns.shape
+    if k < 1 or batch % k:
+        raise AdvgenError(f"the batch of {batch} returns is not a whole number of groups of k={k} samples per prompt")
+    returns = returns * m
+    if kind == "loo":
+        if k < 2:
+            raise AdvgenError(f"the loo baseline needs k >= 2 samples per prompt, got k={k}")
+        g, n = returns.view(-1, k, length), m.view(-1, k, length)
+        others = n.sum(1, keepdim=True) - n
+        baseline = ((g.sum(1, keepdim=True) - g) / others.clamp(min=1)).reshape(batch, length)
+    elif kind == "ema" and ema is not None:
+        baseline = torch.tensor(ema, dtype=returns.dtype, device=returns.device)[None].expand(batch, length)
+    else:
+        baseline = torch.zeros_like(returns)
+    baseline = baseline * m
+    a = returns - baseline
+    if whiten:
+        valid = a[m.bool()]
+        a = (a - valid.mean()) / (valid.std(correction=0) + eps) * m
+    count = m.sum(0)
+    mean = returns.sum(0) / count.clamp(min=1)
+    old = torch.zeros(length) if ema is None else torch.tensor(ema, dtype=torch.float)
+    new = mean.cpu() if ema is None else torch.where(count.cpu() > 0, decay * old + (1 - decay) * mean.cpu(), old)
+    return a, baseline, new.tolist()

@@ -193,6 +193,10 @@ class AdversarialConfig:
     rollout_temperature: float = _opt(1.0, "temperature the rollouts are drawn at; below 1, colder exploration (ColdGANs): "
                                            "each sample's policy gradient is weighted by p_policy(y) / p_T(y), clipped at --is-clip")
     is_clip: float = _opt(5.0, "upper clip of the per-sequence importance weights of --rollout-temperature")
+    dense_rewards: bool = _opt(False, "realism per token (ScratchGAN): the discriminator scores every prefix of each sample, "
+                                      "a token's realism return is the discounted sum of the P(real) of its prefix and the "
+                                      "following ones, and the baseline is taken per position (none, ema or loo)")
+    dense_discount: float = _opt(0.23, "discount of the dense realism returns (ScratchGAN's 0.23)")
     whiten: bool = _opt(False, "whiten the advantages over the batch ((a - mean) / std)")
     ema_decay: float = _opt(0.9, "decay of the ema baseline's moving average")
     prompts_per_step: int = _opt(16, "prompts per generator step (batch = prompts_per_step * k)")
@@ -268,6 +272,12 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
         raise AdvgenError(f"--baseline must be one of {', '.join(BASELINES)}, got '{cfg.baseline}'")
     if cfg.baseline == "loo" and cfg.k < 2:
         raise AdvgenError(f"--baseline loo needs --k >= 2 samples per prompt, got {cfg.k}")
+    if not 0 <= cfg.dense_discount <= 1:
+        raise AdvgenError(f"--dense-discount must be in [0, 1], got {cfg.dense_discount}")
+    if cfg.dense_rewards and not cfg.w_realism > 0:
+        raise AdvgenError("--dense-rewards makes the realism reward dense: it needs --w-realism > 0")
+    if cfg.dense_rewards and cfg.baseline == "self-critical":
+        raise AdvgenError("--dense-rewards takes its baseline per position: use --baseline none, ema or loo")
     if not 0 <= cfg.disc_target_accuracy <= 1:
         raise AdvgenError(f"--disc-target-accuracy must be in [0, 1], got {cfg.disc_target_accuracy}")
     if not 0 <= cfg.disc_label_smoothing < 1:

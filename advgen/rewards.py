@@ -24,6 +24,20 @@ def realism(scorer: Scorer, texts: list, batch_size: int = 64) -> torch.Tensor:
     return probabilities(scorer, texts, batch_size)[:, 1]
 
 
+def prefix_realism(scorer: Scorer, tokenizer, samples, batch_size: int = 64) -> torch.Tensor:
+    """(B, N) P(real) of every prefix y_1..y_t of each sample (`samples`: sampling.Samples), 0 where masked: the
+    per-token rewards of dense training. A prefix is decoded as the whole sample is (special tokens dropped), so
+    the last one scores the sample itself; a prefix may end inside a word. Equal prefix texts are scored once."""
+    prefixes = [[tokenizer.decode(row[:t + 1], skip_special_tokens=True).strip() for t in range(sum(keep))]
+                for row, keep in zip(samples.tokens.tolist(), samples.mask.tolist())]
+    unique = sorted({text for row in prefixes for text in row})
+    p = dict(zip(unique, realism(scorer, unique, batch_size).tolist())) if unique else {}
+    out = torch.zeros(samples.tokens.shape)
+    for i, row in enumerate(prefixes):
+        out[i, :len(row)] = torch.tensor([p[text] for text in row])
+    return out
+
+
 def style(scorer: Scorer, texts: list, targets, batch_size: int = 64) -> torch.Tensor:
     """(N,) P(target label); `targets` is one label for all texts or a list with one per text."""
     labels = scorer.info["labels"]
@@ -99,6 +113,10 @@ class RewardMixer:
                 var = old
             total = total + weight * r / max(math.sqrt(var), self.min_std)
         return total, {name: components[name] for name in self.weights}
+
+    def scale(self, name: str) -> float:
+        """The factor a component's raw reward enters the total with: its weight over its running spread."""
+        return self.weights[name] / max(math.sqrt(self.var[name]), self.min_std)
 
     def state_dict(self) -> dict:
         return {"var": dict(self.var)}

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial", "cold": "adversarial, cold rollouts (ColdGANs)",
-          "mleterm": "adversarial + MLE term", "dtarget": "adversarial, target-accuracy discriminator"}
-COLORS = {"mle": "tab:blue", "adv": "tab:red", "cold": "tab:green", "mleterm": "tab:purple", "dtarget": "tab:orange"}
+          "mleterm": "adversarial + MLE term", "dtarget": "adversarial, target-accuracy discriminator",
+          "dense": "adversarial, dense rewards (ScratchGAN)"}
+COLORS = {"mle": "tab:blue", "adv": "tab:red", "cold": "tab:green", "mleterm": "tab:purple", "dtarget": "tab:orange",
+          "dense": "tab:brown"}
 RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+)$")
 
 

@@ -169,7 +169,8 @@ def test_fixed_style_target(init, scorer_folders, tmp_path):
 def _cli(init, out, *extra):
     return [sys.executable, "-m", "advgen", "adversarial", *TINY, "--init", str(init), "--out", str(out),
             "--max-steps", "6", "--checkpoint-every", "2", "--log-samples-every", "1", "--mle-every", "3",
-            "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", "--rollout-temperature", "0.8", "--mle-coef", "0.1", *extra]
+            "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", "--rollout-temperature", "0.8", "--mle-coef", "0.1",
+            "--dense-rewards", *extra]
 
 
 @pytest.mark.parametrize("target", [0.01, 1.0])
@@ -279,6 +280,10 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
     (["--init", "{init}", "--rollout-temperature", "0"], "--rollout-temperature must be positive"),
     (["--init", "{init}", "--is-clip", "0"], "--is-clip must be positive"),
     (["--init", "{init}", "--mle-coef", "-1"], "--mle-coef must be finite and not negative"),
+    (["--init", "{init}", "--dense-rewards", "--baseline", "self-critical"], "use --baseline none, ema or loo"),
+    (["--init", "{init}", "--dense-rewards", "--w-realism", "0", "--w-style", "1", "--style-scorer", "{scorers}/style"],
+     "it needs --w-realism > 0"),
+    (["--init", "{init}", "--dense-discount", "1.5"], "--dense-discount must be in [0, 1]"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
@@ -378,3 +383,21 @@ def test_the_mle_term_adds_its_weighted_nll_to_the_policy_loss(init, tmp_path):
     assert "losses/mle_term" not in logged[0] and logged[0.5]["losses/mle_term"] > 0
     assert logged[0.5]["policy/loss"] == pytest.approx(logged[0]["policy/loss"] + 0.5 * logged[0.5]["losses/mle_term"],
                                                        rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("baseline", ["loo", "ema"])
+def test_dense_rewards_score_every_prefix_and_take_the_baseline_per_position(init, tmp_path, baseline):
+    out = tmp_path / "dense"
+    result = run_cli("--init", init, "--out", out, "--max-steps", 3, "--dense-rewards", "--dense-discount", 0.5,
+                     "--baseline", baseline, "--checkpoint-every", 3, "--log-samples-every", 1)
+    assert result.exit_code == 0, result.output
+    steps = [r for r in rows(out / "metrics.jsonl") if r["step"] >= 1]
+    assert len(steps) == 3
+    for r in steps:
+        assert METRIC_KEYS <= r.keys() and 0 < r["reward/prefix_realism_mean"] < 1
+        assert math.isfinite(r["policy/loss"]) and r["charts/skipped"] == 0 and r["reward/advantage_std"] > 0
+    if baseline == "ema":  # the first step has no previous batch: baseline 0; then the per-position averages
+        assert steps[0]["reward/baseline_mean"] == 0 and steps[1]["reward/baseline_mean"] != 0
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
+    assert len(state["ema"]) == 8  # one average per position of the 8 new tokens
+    assert json.loads((out / "config.json").read_text())["adversarial"]["dense_rewards"] is True

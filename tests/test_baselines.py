@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from advgen.baselines import KINDS, advantages
+from advgen.baselines import KINDS, advantages, discounted_returns, position_advantages
 from advgen.errors import AdvgenError
 
 
@@ -147,3 +147,86 @@ def test_loo_and_ema_lower_the_variance_under_a_common_offset():
     none, loo, ema = variance("none"), variance("loo"), variance("ema", ema=mean_reward)
     assert loo < 0.01 * none and ema < 0.01 * none
     assert variance("ema", ema=0.0) == pytest.approx(none)  # an EMA of 0 is plain REINFORCE
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-token returns and per-position baselines (dense rewards)
+
+
+def test_discounted_returns_sum_the_discounted_rewards_of_each_rows_own_tokens():
+    torch.manual_seed(0)
+    rewards, lengths, gamma = torch.rand(5, 6, dtype=torch.float64), [6, 3, 1, 0, 4], 0.23
+    mask = torch.arange(6)[None] < torch.tensor(lengths)[:, None]
+    want = torch.zeros(5, 6, dtype=torch.float64)
+    for i, n in enumerate(lengths):
+        for t in range(n):
+            want[i, t] = sum(gamma ** (s - t) * rewards[i, s] for s in range(t, n))
+    torch.testing.assert_close(discounted_returns(rewards, mask, gamma), want.float())
+    assert torch.equal(discounted_returns(rewards, mask, 0.0), (rewards * mask).float())
+
+
+def test_per_position_loo_averages_the_other_samples_that_reach_the_position():
+    returns = t([[1.0, 2.0, 3.0], [5.0, 4.0, 0.0], [2.0, 0.0, 0.0], [7.0, 8.0, 9.0]])
+    mask = returns != 0
+    adv, base, ema = position_advantages(returns, mask, "loo", k=2)
+    # prompt 0: samples 0 and 1 reach t=0,1; only sample 0 reaches t=2 (no other sample there: baseline 0)
+    assert base[:2].tolist() == [[5.0, 4.0, 0.0], [1.0, 2.0, 0.0]]
+    assert base[2:].tolist() == [[7.0, 0.0, 0.0], [2.0, 0.0, 0.0]]  # prompt 1: sample 2 stops after one token
+    assert adv.tolist() == [[-4.0, -2.0, 3.0], [4.0, 2.0, 0.0], [-5.0, 0.0, 0.0], [5.0, 8.0, 9.0]]
+    assert ema == pytest.approx([15.0 / 4, 14.0 / 3, 12.0 / 2])  # the mean over the samples that reach t
+    # one position, every sample there: the sequence-level leave-one-out
+    one = returns[:, :1]
+    assert torch.equal(position_advantages(one, torch.ones_like(one).bool(), "loo", k=2)[0][:, 0].double(),
+                       advantages(one[:, 0], "loo", k=2)[0])
+
+
+def test_per_position_ema_keeps_positions_no_sample_reached():
+    returns, mask = t([[2.0, 4.0, 0.0], [4.0, 0.0, 0.0]]), t([[1, 1, 0], [1, 0, 0]]).bool()
+    adv, base, ema = position_advantages(returns, mask, "ema", k=1)  # first batch: baseline 0
+    assert torch.equal(base, torch.zeros(2, 3)) and ema == [3.0, 4.0, 0.0]
+    adv, base, new = position_advantages(returns, mask, "ema", k=1, ema=[1.0, 2.0, 5.0], decay=0.5)
+    assert base.tolist() == [[1.0, 2.0, 0.0], [1.0, 0.0, 0.0]] and adv.tolist() == [[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]]
+    assert new == [2.0, 3.0, 5.0]
+    with pytest.raises(AdvgenError, match="none, ema and loo"):
+        position_advantages(returns, mask, "self-critical", k=1)
+
+
+# A two-token policy, enumerated exactly: token 1 from softmax(L1), then, unless it is the end token 0, token 2
+# from softmax(L2). Every prefix has a reward; with gamma 1 the per-token estimate
+# (1/k) sum_i sum_t A_it grad log p(y_it) must have the gradient of E[sum_t r(y_1..t)] as its expectation.
+L1, L2 = t([0.3, -0.4, 0.9]), t([0.2, 0.5, -0.6])
+PREFIX_REWARD = {(0,): 0.4, (1,): -1.0, (2,): 2.0, (1, 0): 0.5, (1, 1): 1.5, (1, 2): -0.7, (2, 0): 0.1,
+                 (2, 1): 3.0, (2, 2): -2.0}
+
+
+def sequences():
+    seqs = [(0,)] + [(a, b) for a in (1, 2) for b in (0, 1, 2)]
+    p1, p2 = L1.softmax(0), L2.softmax(0)
+    return seqs, t([p1[s[0]] * (p2[s[1]] if len(s) > 1 else 1) for s in seqs])
+
+
+def per_token_estimate(pair, kind, **kw):
+    rewards, mask = torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.bool)
+    for i, s in enumerate(pair):
+        for j in range(len(s)):
+            rewards[i, j], mask[i, j] = PREFIX_REWARD[s[:j + 1]], True
+    adv = position_advantages(discounted_returns(rewards, mask, 1.0), mask, kind, k=2, **kw)[0].double()
+    grad = torch.zeros(6, dtype=torch.float64)
+    for i, s in enumerate(pair):
+        grad[:3] += adv[i, 0] * (torch.nn.functional.one_hot(torch.tensor(s[0]), 3) - L1.softmax(0))
+        if len(s) > 1:
+            grad[3:] += adv[i, 1] * (torch.nn.functional.one_hot(torch.tensor(s[1]), 3) - L2.softmax(0))
+    return grad / 2
+
+
+@pytest.mark.parametrize("kind, kw", [("none", {}), ("loo", {}), ("ema", {"ema": [0.8, -0.3]})])
+def test_per_position_baselines_leave_the_per_token_gradient_unbiased(kind, kw):
+    seqs, prob = sequences()
+    expected = sum(prob[a] * prob[b] * per_token_estimate((seqs[a], seqs[b]), kind, **kw)
+                   for a in range(len(seqs)) for b in range(len(seqs)))
+    logits = torch.cat([L1, L2]).clone().requires_grad_()
+    p1, p2 = logits[:3].softmax(0), logits[3:].softmax(0)
+    value = sum(p1[s[0]] * (p2[s[1]] if len(s) > 1 else 1) * sum(PREFIX_REWARD[s[:j + 1]] for j in range(len(s)))
+                for s in seqs)
+    value.backward()
+    torch.testing.assert_close(expected, logits.grad, rtol=1e-6, atol=1e-7)  # float32 inside position_advantages

@@ -88,6 +88,27 @@ def test_scores_do_not_depend_on_batching_or_order(tiny):
         assert tiny.model.training == training
 
 
+def test_prefix_realism_scores_every_prefix_and_its_last_is_the_samples_own_score(tiny):
+    from advgen import models, sampling
+    tok = models.gpt2_tokenizer()
+    texts = ["lovely summer dress", "runs small", "a"]
+    ids = [tok.encode(" " + x) + [tok.eos_token_id] for x in texts]
+    N = max(map(len, ids)) + 2
+    tokens = torch.tensor([row + [tok.eos_token_id] * (N - len(row)) for row in ids])
+    mask = torch.arange(N)[None] < torch.tensor([len(row) for row in ids])[:, None]
+    samples = sampling.Samples(tokens, mask, torch.zeros(3, N), torch.zeros(3, N))
+    p = rewards.prefix_realism(tiny, tok, samples)
+    assert p.shape == (3, N) and torch.equal(p[~mask], torch.zeros(int((~mask).sum())))
+    full = rewards.realism(tiny, sampling.decode(tok, samples))
+    for i, row in enumerate(ids):
+        # the prefix ending at EOS decodes as the sample does; the one before it is the same text (scored once)
+        assert p[i, len(row) - 1] == pytest.approx(float(full[i]), abs=1e-6)
+        assert p[i, len(row) - 2] == p[i, len(row) - 1]
+        for j in range(len(row) - 1):
+            want = rewards.realism(tiny, [tok.decode(row[:j + 1]).strip()])[0]
+            assert p[i, j] == pytest.approx(float(want), abs=1e-6)
+
+
 def test_style_scores_each_text_against_its_own_target():
     model, tokenizer, _ = scorers.new_discriminator("scratch:bert-tiny", max_length=16, seed=1)
     scorer = scorers.Scorer(model.eval(), tokenizer, {"kind": "style", "labels": ["Bottoms", "Dresses"], "max_length": 16})
