@@ -1,5 +1,5 @@
-"""Table 5: the adversarial runs' training dynamics in numbers, from their metrics.jsonl: for each seed, the mean of
-its first and of its last `WINDOW` generator steps (the quantities of Figure 2, and the batch's spread of realism,
+"""Table 5: the adversarial runs' training dynamics in numbers (the plain run and each remedy), from their
+metrics.jsonl: for each seed, the mean of its first and of its last `WINDOW` generator steps (the quantities of Figure 2, and the batch's spread of realism,
 which the reward mixer divides by); then the mean ± standard deviation of those per-seed values over the seeds.
 """
 from pathlib import Path
@@ -17,18 +17,23 @@ COLUMNS = [("reward/realism_mean", "realism (P(real) of the policy's samples)"),
 
 def main():
     args = common.arguments(__doc__.split("\n")[0])
-    runs = common.runs_by_model(Path(args.runs)).get("adv", {})
-    ends = {}  # (seed, "first"/"last") -> the column means
-    for seed, run in runs.items():
-        steps = [r for r in common.read_jsonl(run / "metrics.jsonl") if "policy/loss" in r]
-        window = min(WINDOW, len(steps))
-        for end, part in (("first", steps[:window]), ("last", steps[-window:])):
-            ends[seed, end] = [float(np.mean([r[key] for r in part])) if part else float("nan") for key, _ in COLUMNS]
-    rows = [[f"seed {seed}", end, *(f"{v:.3f}" for v in ends[seed, end])] for seed in runs for end in ("first", "last")]
-    for end in ("first", "last"):
-        values = np.array([ends[seed, end] for seed in runs]).reshape(len(runs), len(COLUMNS))
-        rows.append([f"{len(runs)} seeds", end, *(common.fmt(*common.mean_std(values[:, i])) for i in range(len(COLUMNS)))])
-    header = ["run", f"steps ({WINDOW} of each end)", *(label for _, label in COLUMNS)]
+    rows = []
+    for model, runs in common.runs_by_model(Path(args.runs)).items():
+        if model == "mle":
+            continue
+        ends = {}  # (seed, "first"/"last") -> the column means
+        for seed, run in runs.items():
+            steps = [r for r in common.read_jsonl(run / "metrics.jsonl") if "policy/loss" in r]
+            window = min(WINDOW, len(steps))
+            for end, part in (("first", steps[:window]), ("last", steps[-window:])):
+                ends[seed, end] = [float(np.mean([r[key] for r in part])) if part else float("nan") for key, _ in COLUMNS]
+        rows += [[common.MODELS[model], f"seed {seed}", end, *(f"{v:.3f}" for v in ends[seed, end])]
+                 for seed in runs for end in ("first", "last")]
+        for end in ("first", "last"):
+            values = np.array([ends[seed, end] for seed in runs]).reshape(len(runs), len(COLUMNS))
+            rows.append([common.MODELS[model], f"{len(runs)} seeds", end,
+                         *(common.fmt(*common.mean_std(values[:, i])) for i in range(len(COLUMNS)))])
+    header = ["model", "run", f"steps ({WINDOW} of each end)", *(label for _, label in COLUMNS)]
     print(common.write_table(args.out, "table5", header, rows, "Means over the first and the last generator steps "
                              "of each adversarial run; the seeds' rows: mean ± standard deviation of the seeds' means."))
 
