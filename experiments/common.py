@@ -1,7 +1,8 @@
 """What the figure and table scripts share: reading the committed logs, curves over seeds, writing outputs.
 
 The logs of one benchmark sit in one folder (paper/runs/coco): a folder per run named <benchmark>-<model>-s<seed>
-(coco-mle-s0, coco-adv-s1, ...), each with config.json, metrics.jsonl, summary.json, sweep.csv, samples/ and
+(coco-mle-s0, coco-adv-s1, ...; a seed label <seed>r<k> names the k-th retrain of that seed's MLE generator and the
+runs started from it, see mle_instance), each with config.json, metrics.jsonl, summary.json, sweep.csv, samples/ and
 fed-mauve-T<t>.json; beside them data-texygen.json and data-fed-mauve.json (the train captions measured as if they
 were samples). These scripts read those files only: no training code, no models.
 """
@@ -19,7 +20,32 @@ MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial", "cold": "adversarial
           "dense": "adversarial, dense rewards (ScratchGAN)"}
 COLORS = {"mle": "tab:blue", "adv": "tab:red", "cold": "tab:green", "mleterm": "tab:purple", "dtarget": "tab:orange",
           "dense": "tab:brown"}
-RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+)$")
+RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+(?:r\d+)?)$")
+SAME_MODEL = ("steps", "valid_ppl", "test_ppl")  # summary.json entries that tell two MLE checkpoints apart
+
+
+def seed_order(label: str) -> tuple:
+    """'2' -> (2, 0); '2r1', seed 2's MLE retrained once, -> (2, 1)."""
+    seed, _, retrain = str(label).partition("r")
+    return int(seed), int(retrain or 0)
+
+
+def mle_instance(logs: Path, name: str, seed: int, summary: dict) -> str:
+    """The seed label under which an MLE checkpoint (its summary.json) and the runs started from it are logged in
+    `logs`: the seed itself when the committed <name>-s<seed> is this checkpoint or there is none yet, else <seed>r<k>
+    for the first k whose committed logs are this checkpoint's or absent. Training is deterministic on one machine,
+    but the last bits of float arithmetic differ between machines, so a checkpoint trained again elsewhere after
+    its work folder was lost is another generator: the runs started from it are paired with it, not the first."""
+    label = str(seed)
+    for k in range(1, 1000):
+        committed = Path(logs) / f"{name}-s{label}" / "summary.json"
+        if not committed.is_file():
+            return label
+        old = json.loads(committed.read_text())
+        if all(old.get(key) == summary.get(key) for key in SAME_MODEL):
+            return label
+        label = f"{seed}r{k}"
+    raise SystemExit(f"experiments: no free seed label for {name}-s{seed} in {logs}")
 
 
 def read_csv(path) -> list:
@@ -40,14 +66,14 @@ def read_jsonl(path) -> list:
 
 
 def runs_by_model(folder, models=MODELS) -> dict:
-    """{model: {seed: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed>), in the order
-    of `models` (COCO's MODELS, or the e-commerce settings)."""
+    """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>), in
+    the order of `models` (COCO's MODELS, or the e-commerce settings), each model's runs in seed order."""
     found = {}
     for path in sorted(Path(folder).iterdir()):
         match = RUN_NAME.match(path.name)
         if path.is_dir() and match and match["model"] in models:
-            found.setdefault(match["model"], {})[int(match["seed"])] = path
-    return {m: dict(sorted(found[m].items())) for m in models if m in found}
+            found.setdefault(match["model"], {})[match["seed"]] = path
+    return {m: dict(sorted(found[m].items(), key=lambda kv: seed_order(kv[0]))) for m in models if m in found}
 
 
 def sweeps(folder, models=MODELS) -> dict:

@@ -15,7 +15,10 @@ samples/T<t>.txt.gz, fed-mauve-T<t>.json) after every step. A run whose logs are
 Otherwise it restarts from the first step whose output is missing from the work folder: a killed training run
 resumes from its checkpoint, a killed sweep keeps its finished points. The adversarial runs need their seed's MLE
 checkpoint: where the work folder was lost (run folders do not outlast a machine), the MLE run is trained again
-by the same command, which is deterministic on CPU, and the logs of the finished runs are kept.
+by the same command, and the logs of the finished runs are kept. That retrain is deterministic on one machine but
+not across machines (the last bits of float arithmetic differ): a checkpoint that differs from the committed one
+is another MLE generator, logged with the runs started from it under the seed label <seed>r<k> (coco-mle-s0r1,
+coco-cold-s0r1), so that every adversarial run is compared with the MLE it started from.
 
 `--smoke` runs the whole chain at tiny sizes (two seeds, 400 train and 200 test captions, three
 temperatures, 40 samples) under --root, then
@@ -87,17 +90,18 @@ def nearest_diversity(sweep_csv: Path, target: float) -> float:
     return min(rows, key=lambda r: abs(float(r["self-bleu-4"]) - target))["temperature"]
 
 
-def measure(run: str, work: Path, logs: Path, settings: dict, references: Path, data_self_bleu4: float,
+def measure(run: str, folder: Path, work: Path, logs: Path, settings: dict, references: Path, data_self_bleu4: float,
             log: Path) -> None:
-    """The sweep of one run, and FED/MAUVE at T=1 and at the data's diversity, into its log folder."""
+    """The sweep of one run (its checkpoint in `folder`), and FED/MAUVE at T=1 and at the data's diversity, into its
+    log folder logs/<run>."""
     sweep = work / "sweeps" / run
-    advgen("sweep", work / run, "--temperatures", ",".join(map(str, settings["temperatures"])),
+    advgen("sweep", folder, "--temperatures", ",".join(map(str, settings["temperatures"])),
            "--n", settings["n"], "--batch-size", settings["batch_size"], "--tokenize", "treebank",
            "--no-realism", "--out", sweep, "--resume", log=log)
     target = logs / run
     target.mkdir(parents=True, exist_ok=True)
     for name in LOGS:
-        shutil.copy2(work / run / name, target / name)
+        shutil.copy2(folder / name, target / name)
     shutil.copy2(sweep / "sweep.csv", target / "sweep.csv")
     shutil.copytree(sweep / "samples" / run, target / "samples", dirs_exist_ok=True)
     for t in sorted({1.0, nearest_diversity(target / "sweep.csv", data_self_bleu4)}):
@@ -108,10 +112,17 @@ def measure(run: str, work: Path, logs: Path, settings: dict, references: Path, 
 
 
 def complete(run: str, logs: Path, settings: dict) -> bool:
+    """Every log of a run (its name with the seed label) is in `logs`."""
     folder = logs / run
     return (all((folder / name).is_file() for name in LOGS + ["sweep.csv"])
             and all((folder / "samples" / f"T{t:.2f}.txt.gz").is_file() for t in settings["temperatures"])
             and (folder / "fed-mauve-T1.00.json").is_file())
+
+
+def done(model: str, seed: int, logs: Path, settings: dict) -> bool:
+    """Some instance of coco-<model>-s<seed> (the seed itself or a retrain's label <seed>r<k>) is complete."""
+    return any(complete(path.name, logs, settings) for path in logs.glob(f"coco-{model}-s{seed}*")
+               if common.RUN_NAME.match(path.name) and common.seed_order(path.name.rsplit("-s", 1)[1])[0] == seed)
 
 
 def reference_data(logs: Path, work: Path, train_file: Path, test_file: Path, log: Path) -> float:
@@ -163,22 +174,24 @@ def main(argv=None) -> None:
     if any(v not in VARIANTS for v in variants):
         parser.error(f"--variants: choose from {', '.join(VARIANTS)}")
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
-        mle, adversarial = f"coco-mle-s{seed}", [(f"coco-{v}-s{seed}", VARIANTS[v]) for v in variants]
-        if all(complete(run, logs, settings) for run in [mle] + [run for run, _ in adversarial]):
+        todo = [v for v in variants if not done(v, seed, logs, settings)]
+        if not todo and done("mle", seed, logs, settings):
             print(f"seed {seed}: complete in {logs}, skipped", flush=True)
             continue
-        # The MLE run every adversarial run starts from: where the work folder was lost, trained again by the
-        # same command (deterministic on CPU); the logs of finished runs are kept as they are.
-        train("pretrain", work / mle, ["--preset", "coco", "--seed", seed, "--corpus", train_file,
+        # The MLE run every adversarial run starts from: where the work folder was lost, trained again by the same
+        # command. On another machine the float rounding differs and so does the checkpoint: it is then logged,
+        # with the runs started from it, under a new seed label (common.mle_instance), and finished logs are kept.
+        mle_folder = work / f"coco-mle-s{seed}"
+        train("pretrain", mle_folder, ["--preset", "coco", "--seed", seed, "--corpus", train_file,
                                        "--test-corpus", test_file, *settings["pretrain"]], log)
-        if not complete(mle, logs, settings):
-            measure(mle, work, logs, settings, test_file, data_self_bleu4, log)
-        for run, flags in adversarial:
-            if complete(run, logs, settings):
-                continue
-            train("adversarial", work / run, ["--preset", "coco", "--init", work / mle, "--seed", seed,
-                                              *settings["adversarial"], *flags], log)
-            measure(run, work, logs, settings, test_file, data_self_bleu4, log)
+        label = common.mle_instance(logs, "coco-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
+        if not complete(f"coco-mle-s{label}", logs, settings):
+            measure(f"coco-mle-s{label}", mle_folder, work, logs, settings, test_file, data_self_bleu4, log)
+        for variant in todo:
+            run = f"coco-{variant}-s{label}"
+            train("adversarial", work / run, ["--preset", "coco", "--init", mle_folder, "--seed", seed,
+                                              *settings["adversarial"], *VARIANTS[variant]], log)
+            measure(run, work / run, work, logs, settings, test_file, data_self_bleu4, log)
         print(f"seed {seed}: logs in {logs}", flush=True)
     if args.smoke:  # the figures and tables of the smoke logs, and paper.md's quoted tables refreshed in a copy
         (work / "paper").mkdir(exist_ok=True)
