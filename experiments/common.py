@@ -30,6 +30,12 @@ def seed_order(label: str) -> tuple:
     return int(seed), int(retrain or 0)
 
 
+def instances(logs, prefix: str, seed: int) -> list:
+    """The run folders <prefix>-s<label> in `logs` whose label is `seed` or one of its retrains (<seed>r<k>)."""
+    return [path for path in sorted(Path(logs).glob(f"{prefix}-s{seed}*"))
+            if RUN_NAME.match(path.name) and seed_order(path.name.rsplit("-s", 1)[1])[0] == seed]
+
+
 def mle_instance(logs: Path, name: str, seed: int, summary: dict) -> str:
     """The seed label under which an MLE checkpoint (its summary.json) and the runs started from it are logged in
     `logs`: the seed itself when the committed <name>-s<seed> is this checkpoint or there is none yet, else <seed>r<k>

@@ -24,8 +24,12 @@ work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/
 - once, the first N validation titles judged the same way as samples (data-valid.json; the titles in
   data-valid-titles.jsonl).
 A run whose logs are all there is skipped; a killed one resumes from its checkpoint. The adversarial runs need their
-seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the same command
-(deterministic on CPU), and the finished runs' logs are kept.
+seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the same command, and the
+finished runs' logs are kept; a retrain that differs from the committed checkpoint (float rounding differs between
+machines) is logged with the runs started from it under a new seed label, titles-mle-s0r1 (common.mle_instance).
+Scorers trained again likewise differ from the committed ones: every committed report is then judged again, from
+its committed samples, by the scorers of this run (rejudge; LOGS/judges.json records which), so the reward
+scorers of runs trained in different sessions may differ in the last bits, the judges of a table never do.
 
     python experiments/ecommerce.py [--seeds 0,1,2] [--settings realism,style1,...] [--root DIR] [--logs DIR]
     python experiments/ecommerce.py --smoke --root DIR     (tiny sizes; the test suite runs it)
@@ -37,6 +41,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import common
 from run import advgen, train
 from tasks import product_halves
 
@@ -73,6 +78,7 @@ SCORERS = {
 FRONTIER = ("mle", "realism")  # the runs swept over temperature (the titles frontier)
 TITLE_SCORERS = [name for name in SCORERS if not name.startswith("review-")]
 RUN_LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
+SAME_SCORER = ("steps", "valid_loss", "test_loss")  # summary.json entries that tell two trained scorers apart
 
 FULL = dict(pretrain=["--preset", "quick"], adversarial=["--preset", "quick", "--max-steps", 100], scorer=[],
             n=1000, temperatures=[0.8, 1.0], variance=[], sweep="0.5:1.5:0.1", sweep_n=2000, seeds="0,1,2")
@@ -102,19 +108,42 @@ def scorers(root: Path, logs: Path, settings: dict, names: list, log: Path) -> d
     return folders
 
 
+def judge(texts: Path, report: Path, judges: dict, log: Path) -> None:
+    """A samples file (or real titles) -> its report: BLEU against the test titles, Self-BLEU, distinct-n and the
+    verdict of every title scorer (written atomically, so an older report stays until the new one is complete)."""
+    advgen("evaluate", texts, "--references", "test", "--field", "title", "--pairing", "unpaired",
+           "--metrics", "bleu,self-bleu,distinct", *[arg for name in TITLE_SCORERS for arg in ("--scorer", judges[name])],
+           "--out", report, log=log)
+
+
+def rejudge(logs: Path, judges: dict, log: Path) -> None:
+    """Every committed report judged by the scorers in `judges`, whose fingerprints LOGS/judges.json records. A scorer
+    trained again after its work folder was lost differs in the last bits (float arithmetic differs between
+    machines) and is another judge: every report is then measured again from its committed samples (or titles),
+    so no table mixes two instances of a judge. Reports of unrecorded judges are measured again too."""
+    current = {name: {key: json.loads((judges[name] / "summary.json").read_text()).get(key) for key in SAME_SCORER}
+               for name in TITLE_SCORERS}
+    record = logs / "judges.json"
+    if record.is_file() and json.loads(record.read_text()) == current:
+        return
+    for report in sorted(logs.glob("*/eval-T*.json")):
+        judge(report.with_name(report.name.replace("eval-", "samples-") + "l"), report, judges, log)
+    if (logs / "data-valid.json").is_file():
+        judge(logs / "data-valid-titles.jsonl", logs / "data-valid.json", judges, log)
+    record.write_text(json.dumps(current, indent=1) + "\n")
+
+
 def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) -> None:
     """Samples of a run at each temperature, prompted by the test split, and their report with every scorer."""
     target.mkdir(parents=True, exist_ok=True)
     for name in RUN_LOGS:
         shutil.copy2(run / name, target / name)
-    scorer_args = [arg for name in TITLE_SCORERS for arg in ("--scorer", judges[name])]
     for t in settings["temperatures"]:
         samples, report = target / f"samples-T{t:.2f}.jsonl", target / f"eval-T{t:.2f}.json"
         if not samples.is_file():
             advgen("sample", run, "--n", settings["n"], "--temperature", t, "--out", samples, log=log)
         if not report.is_file():
-            advgen("evaluate", samples, "--references", "test", "--field", "title", "--pairing", "unpaired",
-                   "--metrics", "bleu,self-bleu,distinct", *scorer_args, "--out", report, log=log)
+            judge(samples, report, judges, log)
 
 
 def data_reference(run: Path, logs: Path, judges: dict, settings: dict, log: Path) -> None:
@@ -129,9 +158,7 @@ def data_reference(run: Path, logs: Path, judges: dict, settings: dict, log: Pat
     rows = data.load_splits(runs.read_config(run)["pretrain"])["valid"][:settings["n"]]
     titles = logs / "data-valid-titles.jsonl"
     titles.write_text("".join(json.dumps({"text": str(r["title"]).strip(), "rating": r["rating"]}) + "\n" for r in rows))
-    advgen("evaluate", titles, "--references", "test", "--field", "title", "--pairing", "unpaired",
-           "--metrics", "bleu,self-bleu,distinct",
-           *[arg for name in TITLE_SCORERS for arg in ("--scorer", judges[name])], "--out", report, log=log)
+    judge(titles, report, judges, log)
 
 
 def sweep(run: Path, target: Path, settings: dict, log: Path) -> None:
@@ -170,6 +197,11 @@ def complete(target: Path, settings: dict) -> bool:
     return all((target / name).is_file() for name in names)
 
 
+def done(prefix: str, seed: int, logs: Path, settings: dict) -> bool:
+    """Some instance of <prefix>-s<seed> (the seed itself or a retrain's label <seed>r<k>) is complete in `logs`."""
+    return any(complete(path, settings) for path in common.instances(logs, prefix, seed))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, run in this order [0,1,2; smoke: 0]")
@@ -192,23 +224,25 @@ def main(argv=None) -> None:
     (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "groups": GROUPS, "adversarial": settings["adversarial"],
                                                     "temperatures": settings["temperatures"]}, indent=1, default=str) + "\n")
     judges = scorers(work, logs, settings, TITLE_SCORERS, log)
+    rejudge(logs, judges, log)
     rewards = {"style": ["--style-scorer", judges["sentiment-reward"]], "click": ["--click-scorer", judges["click-reward"]]}
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
-        mle = f"titles-mle-s{seed}"
-        names = [mle] + [f"titles-{s}-s{seed}" for s in chosen]
-        if all(complete(logs / name, settings) for name in names):
+        todo = [s for s in chosen if not done(f"titles-{s}", seed, logs, settings)]
+        if not todo and done("titles-mle", seed, logs, settings):
             print(f"seed {seed}: complete in {logs}, skipped", flush=True)
             continue
-        train("pretrain", work / mle, [*settings["pretrain"], "--condition", "rating", "--seed", seed], log)
-        measure(work / mle, logs / mle, judges, settings, log)
-        sweep(work / mle, logs / mle, settings, log)
-        for setting in chosen:
-            name = f"titles-{setting}-s{seed}"
-            if complete(logs / name, settings):
-                continue
+        # A lost MLE checkpoint is trained again; on another machine it differs, and is logged with the runs started
+        # from it under a new seed label (common.mle_instance, as run.py does).
+        mle_folder = work / f"titles-mle-s{seed}"
+        train("pretrain", mle_folder, [*settings["pretrain"], "--condition", "rating", "--seed", seed], log)
+        label = common.mle_instance(logs, "titles-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
+        measure(mle_folder, logs / f"titles-mle-s{label}", judges, settings, log)
+        sweep(mle_folder, logs / f"titles-mle-s{label}", settings, log)
+        for setting in todo:
+            name = f"titles-{setting}-s{label}"
             flags = [str(f) for f in SETTINGS[setting]]
             scorer_flags = [arg for kind in ("style", "click") if f"--w-{kind}" in flags for arg in rewards[kind]]
-            train("adversarial", work / name, [*settings["adversarial"], "--init", work / mle, "--seed", seed,
+            train("adversarial", work / name, [*settings["adversarial"], "--init", mle_folder, "--seed", seed,
                                                *flags, *scorer_flags], log)
             measure(work / name, logs / name, judges, settings, log)
             if setting in FRONTIER:

@@ -121,8 +121,7 @@ def complete(run: str, logs: Path, settings: dict) -> bool:
 
 def done(model: str, seed: int, logs: Path, settings: dict) -> bool:
     """Some instance of coco-<model>-s<seed> (the seed itself or a retrain's label <seed>r<k>) is complete."""
-    return any(complete(path.name, logs, settings) for path in logs.glob(f"coco-{model}-s{seed}*")
-               if common.RUN_NAME.match(path.name) and common.seed_order(path.name.rsplit("-s", 1)[1])[0] == seed)
+    return any(complete(path.name, logs, settings) for path in common.instances(logs, f"coco-{model}", seed))
 
 
 def reference_data(logs: Path, work: Path, train_file: Path, test_file: Path, log: Path) -> float:

@@ -3,6 +3,7 @@ its resume rules, and the interpolation the tables rest on."""
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,44 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     assert again.returncode == 0 and "seed 0: complete" in again.stdout and "$ advgen" not in again.stdout, again.stdout
     bad = ecommerce("--settings", "style9")
     assert bad.returncode == 2 and "--settings" in bad.stderr
+    # Judges recorded as other scorers (trained again elsewhere): every report is judged again from its samples.
+    record = json.loads((logs / "judges.json").read_text())
+    (logs / "judges.json").write_text(json.dumps({**record, "click-judge": {"steps": -1}}))
+    rejudged = ecommerce()
+    assert rejudged.returncode == 0, rejudged.stdout[-3000:] + rejudged.stderr[-3000:]
+    assert rejudged.stdout.count("$ advgen evaluate") == 4  # 3 runs at T=1 and the validation titles
+    assert "advgen train-scorer" not in rejudged.stdout and json.loads((logs / "judges.json").read_text()) == record
+    # A committed MLE that is not the work folder's checkpoint (trained on another machine): a missing setting is
+    # trained from the work folder's MLE and logged, with that MLE, under the seed label 0r1.
+    summary = json.loads((logs / "titles-mle-s0" / "summary.json").read_text())
+    (logs / "titles-mle-s0" / "summary.json").write_text(json.dumps({**summary, "valid_ppl": summary["valid_ppl"] + 1}))
+    shutil.rmtree(logs / "titles-style3-click1-s0")
+    retrained = ecommerce()
+    assert retrained.returncode == 0, retrained.stdout[-3000:] + retrained.stderr[-3000:]
+    assert "advgen pretrain" not in retrained.stdout and retrained.stdout.count("advgen adversarial") == 1
+    assert complete_logs(logs / "titles-mle-s0r1") and complete_logs(logs / "titles-style3-click1-s0r1")
+    assert json.loads((logs / "titles-mle-s0r1" / "summary.json").read_text()) == summary
+    assert not (logs / "titles-realism-s0r1").exists()  # finished under seed 0: kept, not trained again
+
+
+def complete_logs(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in ("config.json", "summary.json", "eval-T1.00.json"))
+
+
+def test_a_retrained_mle_gets_its_own_seed_label(tmp_path):
+    def commit(name, summary):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+
+    first, second = {"steps": 10, "valid_ppl": 30.55, "test_ppl": 74.0}, {"steps": 10, "valid_ppl": 30.63, "test_ppl": 74.7}
+    assert common.mle_instance(tmp_path, "coco-mle", 0, first) == "0"  # nothing committed yet
+    commit("coco-mle-s0", first)
+    assert common.mle_instance(tmp_path, "coco-mle", 0, {**first, "wall_seconds": 5}) == "0"  # the same checkpoint
+    assert common.mle_instance(tmp_path, "coco-mle", 0, second) == "0r1"
+    commit("coco-mle-s0r1", second)
+    assert common.mle_instance(tmp_path, "coco-mle", 0, second) == "0r1"
+    assert common.mle_instance(tmp_path, "coco-mle", 0, {**second, "steps": 11}) == "0r2"
+    commit("coco-mle-s10", first)
+    commit("coco-mleterm-s0", first)
+    assert [p.name for p in common.instances(tmp_path, "coco-mle", 0)] == ["coco-mle-s0", "coco-mle-s0r1"]
+    assert sorted(["1", "0r1", "10", "0", "2"], key=common.seed_order) == ["0", "0r1", "1", "2", "10"]
