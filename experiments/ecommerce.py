@@ -18,7 +18,7 @@ reviews for the judges table. Then for each seed:
 The style reward's target is each prompt's own sentiment (the rating the prompt states). Checkpoints stay in the
 work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/:
 - each run's config.json, metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json;
-- for the MLE and realism runs, the temperature sweep 0.5-1.5 of 2,000 samples per point (sweep.csv: the titles
+- for the MLE, realism and remedy runs (REMEDIES: run.py's variants on the realism row), the temperature sweep 0.5-1.5 of 2,000 samples per point (sweep.csv: the titles
   frontier), and for the realism runs benchmarks/baseline_variance.py's report (baseline-variance.json);
 - each scorer's scorer.json and summary.json (no weights);
 - once, the first N validation titles judged the same way as samples (data-valid.json; the titles in
@@ -42,10 +42,11 @@ import sys
 from pathlib import Path
 
 import common
-from run import advgen, train
+from run import VARIANTS, advgen, train
 from tasks import product_halves
 
 REPO = Path(__file__).resolve().parent.parent
+REMEDIES = ("cold", "mleterm", "dtarget", "dense")
 # Every adversarial setting, by its run name: realism is on (weight 1) in every row, and "realism" (the quick
 # preset: leave-one-out baseline, kl_coef 0.5) is the row the others change one thing of.
 SETTINGS = {
@@ -61,11 +62,14 @@ SETTINGS = {
     "kl0.05": ["--kl-coef", 0.05],
     "kl0.2": ["--kl-coef", 0.2],
     "kl1": ["--kl-coef", 1.0],
+    # The remedies of issue 20 (run.py's COCO variants), each on the realism row: their titles frontiers.
+    **{variant: VARIANTS[variant] for variant in REMEDIES},
 }
 # What each table and figure compares.
 GROUPS = {"steering": ["realism", "style1", "style3", "click1", "click3", "style3-click1"],
           "baselines": ["baseline-none", "baseline-ema", "realism", "baseline-self-critical"],
-          "kl": ["kl0.05", "kl0.2", "realism", "kl1"]}
+          "kl": ["kl0.05", "kl0.2", "realism", "kl1"],
+          "remedies": ["realism", *REMEDIES]}
 # name: (corpus half, train-scorer flags). Titles: the quick scorer preset; reviews: tasks.py's smaller reviews one.
 SCORERS = {
     "sentiment-reward": ("even", ["--preset", "quick", "--kind", "style", "--label", "sentiment"]),
@@ -75,7 +79,7 @@ SCORERS = {
     "review-click-reward": ("even", ["--preset", "reviews", "--kind", "click", "--max-length", 64, "--max-steps", 300]),
     "review-click-judge": ("odd", ["--preset", "reviews", "--kind", "click", "--max-length", 64, "--max-steps", 300]),
 }
-FRONTIER = ("mle", "realism")  # the runs swept over temperature (the titles frontier)
+FRONTIER = ("mle", "realism", *REMEDIES)  # the runs swept over temperature (the titles frontier)
 TITLE_SCORERS = [name for name in SCORERS if not name.startswith("review-")]
 RUN_LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
 SAME_SCORER = ("steps", "valid_loss", "test_loss")  # summary.json entries that tell two trained scorers apart

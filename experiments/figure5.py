@@ -1,5 +1,5 @@
 """Figure 5: the quality-diversity frontier on product titles over the temperature sweep (0.5-1.5, 2,000 samples per
-point), the MLE generator against its adversarial run (realism only): BLEU-4 against the test titles against
+point), the MLE generator against its adversarial runs (realism only, and with each remedy of issue 20): BLEU-4 against the test titles against
 Self-BLEU-4, and the test NLL per token at each temperature. The same protocol as Figure 1 on COCO.
 """
 from pathlib import Path
@@ -7,7 +7,8 @@ from pathlib import Path
 import common
 
 PANELS = [("self-bleu-4", "bleu-4", "BLEU-4 (test titles)"), ("self-bleu-4", "nll", "test NLL per token at the temperature")]
-MODELS = {"mle": ("advgen MLE", "tab:blue"), "realism": ("advgen adversarial (realism)", "tab:red")}
+MODELS = {"mle": ("advgen MLE", "tab:blue"), "realism": ("advgen adversarial (realism)", "tab:red"),
+          **{v: (common.MODELS[v], common.COLORS[v]) for v in ("cold", "mleterm", "dtarget", "dense")}}
 
 
 def main():
