@@ -10,7 +10,8 @@ Each step is a chain of stages, each a function below that returns what it logs:
      (advgen.baselines); with --dense-rewards, the realism part per token instead, from the discriminator's
      score of every prefix, and the baseline per position (dense_advantages);
   4. policy step: loss = -mean_i(A_i * sum_t log p(y_it)) (dense: -mean_i sum_t A_it log p(y_it)), skipped
-     (and logged) when the loss or the gradient is not finite;
+     (and logged) when the loss or the gradient is not finite; with --ppo-epochs E, E - 1 more steps on the same
+     samples with PPO's clipped surrogate (generator_steps);
   5. discriminator steps: `disc_steps` steps on real train texts against this step's samples;
   6. MLE step: every `mle_every` steps, one teacher-forced maximum-likelihood step on a train batch;
   7. log to metrics.jsonl (and samples with their rewards to samples.jsonl).
@@ -307,53 +308,83 @@ def dense_advantages(cfg: AdversarialConfig, m: Models, ro: Rollout, reward: tor
 
 def policy_step(cfg: AdversarialConfig, m: Models, task: Task, ro: Rollout, components: dict, total: torch.Tensor,
                 state: dict) -> tuple:
-    """Shape the rewards, take advantages, and step the generator on -mean over the batch of w_i * A_i * log p(y_i)
-    (w = 1 for rollouts at temperature 1, else importance_weights), or with dense rewards on -mean over the batch
-    of w_i * sum_t A_it * log p(y_it | y_i<t) (dense_advantages), plus mle_coef times the NLL per token of a
-    batch of real train texts (stream "mle-term"). Each rank's share is scaled by world / B, and DDP averages the
-    ranks. A non-finite loss or gradient skips the step (counted in state["bad_steps"]).
+    """Shape the rewards, take advantages (per sequence, or per token with dense rewards: dense_advantages), and
+    step the generator on them (generator_steps). w_i = 1 for rollouts at temperature 1, else importance_weights.
+    A non-finite loss or gradient skips the step (counted in state["bad_steps"]).
     -> (logs, shaped rewards (B,), advantages (B,): with dense rewards, those of each sample's first token)."""
-    B, world, pad = cfg.prompts_per_step * cfg.k, distributed.world_size(), m.tokenizer.pad_token_id
+    pad = m.tokenizer.pad_token_id
     token_logp = m.policy(models.teacher_forced_logprobs, ro.prompts, ro.samples, pad)   # (b, N) with gradient
-    logp = token_logp.sum(1)                                                              # (b,)
-    reward, kl, entropy = shaped(total, distributed.gather(logp.detach().cpu()),
+    reward, kl, entropy = shaped(total, distributed.gather(token_logp.sum(1).detach().cpu()),
                                  sequence_logprobs(m.reference, ro.prompts, ro.samples, pad), cfg)   # (B,)
     b, weights = len(ro.prompts), torch.ones(len(ro.prompts))
     if cfg.rollout_temperature != 1.0:
         weights = importance_weights(ro.samples, cfg.is_clip).cpu()
     if cfg.dense_rewards:
         advantages, baseline, new_ema, spread = dense_advantages(cfg, m, ro, reward, components["realism"], state)
-        mine = advantages[ro.first:ro.first + b] * weights[:, None]
-        loss = -(mine.to(logp.device) * token_logp).sum() * world / B
+        mine = advantages[ro.first:ro.first + b]                                              # (b, N)
         advantages = advantages[:, 0]
     else:
         greedy = greedy_rewards(cfg, m, ro) if cfg.baseline == "self-critical" else None
         advantages, baseline, new_ema = baselines.advantages(reward, cfg.baseline, k=cfg.k, greedy_rewards=greedy,
                                                              ema=state["ema"], decay=cfg.ema_decay, whiten=cfg.whiten)
         spread = {"reward/advantage_std": float(advantages.std(correction=0)),
-                 "reward/baseline_mean": float(baseline.mean())}
-        loss = -((advantages[ro.first:ro.first + b] * weights).to(logp.device) * logp).sum() * world / B
-    mle = {}
-    if cfg.mle_coef:
-        term, mle["losses/mle_term"] = mle_loss(cfg, m, task, state["step"], "mle-term")
-        loss = loss + cfg.mle_coef * term
-    loss.backward()
-    loss = distributed.gather(loss.detach().reshape(1)).mean()
-    trainable = [p for p in m.generator.parameters() if p.requires_grad]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))
-    finite = math.isfinite(loss.item()) and math.isfinite(grad_norm)
+                  "reward/baseline_mean": float(baseline.mean())}
+        mine = advantages[ro.first:ro.first + b, None] * ro.samples.mask.cpu()               # (b, N): A_i on its tokens
+    logs, finite = generator_steps(cfg, m, task, ro, token_logp, mine * weights[:, None], state["step"])
     if finite:
-        m.gen_opt.step()
         state["ema"], state["bad_steps"] = new_ema, 0
     else:
         state["bad_steps"] += 1
-    m.gen_opt.zero_grad(set_to_none=True)
-    logs = {"reward/shaped_mean": float(reward.mean()), **spread, "policy/kl": float(kl.mean()),
-            "policy/entropy": float(entropy.mean()), "policy/loss": loss.item(), "policy/grad_norm": grad_norm,
-            "charts/skipped": int(not finite), **mle}
+    logs.update({"reward/shaped_mean": float(reward.mean()), **spread, "policy/kl": float(kl.mean()),
+                 "policy/entropy": float(entropy.mean()), "charts/skipped": int(not finite)})
     if cfg.rollout_temperature != 1.0:
         logs.update(importance_logs(distributed.gather(weights), cfg.is_clip))
     return logs, reward, advantages
+
+
+def generator_steps(cfg: AdversarialConfig, m: Models, task: Task, ro: Rollout, token_logp: torch.Tensor,
+                    advantages: torch.Tensor, step: int) -> tuple:
+    """The generator's steps on one batch of samples, `advantages` (b, N) per token of this rank's samples (importance
+    weights included). First REINFORCE: -mean over the batch of sum_t A_it log p(y_it | y_i<t), plus mle_coef times
+    the NLL per token of a batch of real train texts (stream "mle-term"). Then, with --ppo-epochs E > 1, E - 1 more
+    steps on the same samples and real batch, on PPO's clipped surrogate -mean_i sum_t min(r_it A_it,
+    clip(r_it, 1 - eps, 1 + eps) A_it), r_it the ratio of the token's probability now to its probability before the
+    first step (at the first step r = 1 and the clip does not bind: its gradient is REINFORCE's). Each rank's share
+    is scaled by world / B, and DDP averages the ranks. A non-finite loss or gradient skips its step and the later
+    ones. -> (logs of the first step, plus policy/ppo_* of the last; whether every step was taken)."""
+    B, world = cfg.prompts_per_step * cfg.k, distributed.world_size()
+    advantages, old, logs = advantages.to(token_logp.device), token_logp.detach(), {}
+    trainable = [p for p in m.generator.parameters() if p.requires_grad]
+    for epoch in range(cfg.ppo_epochs):
+        if epoch == 0:
+            loss = -(advantages * token_logp).sum() * world / B
+        else:
+            token_logp = m.policy(models.teacher_forced_logprobs, ro.prompts, ro.samples, m.tokenizer.pad_token_id)
+            ratio = (token_logp - old).exp()
+            clipped = ratio.clamp(1 - cfg.ppo_clip, 1 + cfg.ppo_clip)
+            loss = -torch.min(ratio * advantages, clipped * advantages).sum() * world / B
+        if cfg.mle_coef:
+            term, nll = mle_loss(cfg, m, task, step, "mle-term")
+            loss = loss + cfg.mle_coef * term
+        loss.backward()
+        loss = distributed.gather(loss.detach().reshape(1)).mean()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.clip if cfg.clip else math.inf))
+        finite = math.isfinite(loss.item()) and math.isfinite(grad_norm)
+        if finite:
+            m.gen_opt.step()
+        m.gen_opt.zero_grad(set_to_none=True)
+        if epoch == 0:
+            logs = {"policy/loss": loss.item(), "policy/grad_norm": grad_norm,
+                    **({"losses/mle_term": nll} if cfg.mle_coef else {})}
+        else:
+            mask = ro.samples.mask.to(ratio.device)
+            moved = distributed.gather(torch.stack([((ratio - clipped).abs() > 0)[mask].float().sum(),
+                                                    mask.float().sum()]).detach().cpu().reshape(1, 2)).sum(0)
+            logs.update({"policy/ppo_loss": loss.item(), "policy/ppo_clipped": float(moved[0] / moved[1]),
+                         "policy/ppo_ratio_max": float(distributed.gather(ratio[mask].max().detach().cpu().reshape(1)).max())})
+        if not finite:
+            return logs, False
+    return logs, True
 
 
 def importance_logs(weights: torch.Tensor, clip: float) -> dict:

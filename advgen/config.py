@@ -197,6 +197,9 @@ class AdversarialConfig:
                                       "a token's realism return is the discounted sum of the P(real) of its prefix and the "
                                       "following ones, and the baseline is taken per position (none, ema or loo)")
     dense_discount: float = _opt(0.23, "discount of the dense realism returns (ScratchGAN's 0.23)")
+    ppo_epochs: int = _opt(1, "generator steps on each batch of samples: 1 = REINFORCE; E > 1 adds E - 1 steps of PPO's "
+                              "clipped surrogate on the same samples")
+    ppo_clip: float = _opt(0.2, "PPO's clip of the probability ratio of each token, to [1 - C, 1 + C]")
     whiten: bool = _opt(False, "whiten the advantages over the batch ((a - mean) / std)")
     ema_decay: float = _opt(0.9, "decay of the ema baseline's moving average")
     prompts_per_step: int = _opt(16, "prompts per generator step (batch = prompts_per_step * k)")
@@ -257,7 +260,8 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
     if not cfg.init:
         raise AdvgenError("--init is required: a run folder written by `advgen pretrain`")
     check_ranges(cfg, positive=["disc_max_length", "k", "prompts_per_step", "max_steps", "checkpoint_every",
-                                "eval_samples", "nan_patience", "gen_lr", "disc_lr", "rollout_temperature", "is_clip"]
+                                "eval_samples", "nan_patience", "gen_lr", "disc_lr", "rollout_temperature", "is_clip",
+                                "ppo_epochs", "ppo_clip"]
                  + [name for name in ("max_new_tokens", "disc_warmup_lr") if getattr(cfg, name) is not None],
                  non_negative=["w_realism", "w_style", "w_click", "w_content", "kl_coef", "entropy_coef", "clip", "weight_decay",
                                "disc_steps", "disc_warmup", "mle_coef", "mle_every", "log_samples_every", "collapse_distinct2"])

@@ -17,9 +17,9 @@ import numpy as np
 
 MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial", "cold": "adversarial, cold rollouts (ColdGANs)",
           "mleterm": "adversarial + MLE term", "dtarget": "adversarial, target-accuracy discriminator",
-          "dense": "adversarial, dense rewards (ScratchGAN)"}
+          "dense": "adversarial, dense rewards (ScratchGAN)", "ppo": "adversarial, PPO (4 clipped epochs)"}
 COLORS = {"mle": "tab:blue", "adv": "tab:red", "cold": "tab:green", "mleterm": "tab:purple", "dtarget": "tab:orange",
-          "dense": "tab:brown"}
+          "dense": "tab:brown", "ppo": "tab:olive"}
 RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+(?:r\d+)?)$")
 SAME_MODEL = ("steps", "valid_ppl", "test_ppl")  # summary.json entries that tell two MLE checkpoints apart
 

@@ -46,7 +46,7 @@ from run import VARIANTS, advgen, train
 from tasks import product_halves
 
 REPO = Path(__file__).resolve().parent.parent
-REMEDIES = ("cold", "mleterm", "dtarget", "dense")
+REMEDIES = ("cold", "mleterm", "dtarget", "dense", "ppo")
 # Every adversarial setting, by its run name: realism is on (weight 1) in every row, and "realism" (the quick
 # preset: leave-one-out baseline, kl_coef 0.5) is the row the others change one thing of.
 SETTINGS = {

@@ -8,7 +8,7 @@ import common
 
 PANELS = [("self-bleu-4", "bleu-4", "BLEU-4 (test titles)"), ("self-bleu-4", "nll", "test NLL per token at the temperature")]
 MODELS = {"mle": ("advgen MLE", "tab:blue"), "realism": ("advgen adversarial (realism)", "tab:red"),
-          **{v: (common.MODELS[v], common.COLORS[v]) for v in ("cold", "mleterm", "dtarget", "dense")}}
+          **{v: (common.MODELS[v], common.COLORS[v]) for v in ("cold", "mleterm", "dtarget", "dense", "ppo")}}
 
 
 def main():

@@ -4,7 +4,7 @@ For each seed, on COCO captions (experiments/data/coco):
 
     coco-mle-s<seed>   advgen pretrain --preset coco --seed <seed>             (MLE to early stopping)
     coco-adv-s<seed>   advgen adversarial --preset coco --init coco-mle-s<seed> (realism only)
-    coco-<variant>-s<seed>  the same with one remedy of VARIANTS (cold, mleterm, dtarget, dense)
+    coco-<variant>-s<seed>  the same with one remedy of VARIANTS (cold, mleterm, dtarget, dense, ppo)
     each of the two:   advgen sweep --temperatures 0.5:1.5:0.1 --n 10000 --tokenize treebank
                        advgen evaluate <samples> --metrics fed,mauve  at T=1 and at the temperature whose
                        Self-BLEU-4 is nearest the data's (the train captions' own, measured once)
@@ -42,12 +42,13 @@ LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
 # The adversarial runs of each seed beside the plain one (coco-adv): the remedies of the literature, each a change of
 # the coco preset (run names coco-<variant>-s<seed>). ColdGANs' colder exploration with clipped importance weights;
 # a maximum-likelihood term on real captions in every step; a discriminator kept in its useful range; realism
-# rewards per token from the discriminator's score of every prefix (ScratchGAN).
+# rewards per token from the discriminator's score of every prefix (ScratchGAN); PPO's clipped steps, 4 per batch.
 VARIANTS = {"adv": [],
             "cold": ["--rollout-temperature", 0.7, "--is-clip", 5],
             "mleterm": ["--mle-coef", 1.0],
             "dtarget": ["--disc-target-accuracy", 0.7, "--disc-label-smoothing", 0.1],
-            "dense": ["--dense-rewards"]}
+            "dense": ["--dense-rewards"],
+            "ppo": ["--ppo-epochs", 4, "--ppo-clip", 0.2]}
 FULL = dict(pretrain=[], adversarial=[], temperatures=TEMPERATURES, n=10_000, batch_size=500, seeds="0,1,2",
             variants=list(VARIANTS))
 SMOKE = dict(pretrain=["--generator", "scratch:gpt2-tiny", "--tokenizer", "corpus:300", "--epochs", "0",

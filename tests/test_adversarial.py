@@ -170,7 +170,7 @@ def _cli(init, out, *extra):
     return [sys.executable, "-m", "advgen", "adversarial", *TINY, "--init", str(init), "--out", str(out),
             "--max-steps", "6", "--checkpoint-every", "2", "--log-samples-every", "1", "--mle-every", "3",
             "--disc-target-accuracy", "0.9", "--disc-label-smoothing", "0.1", "--rollout-temperature", "0.8", "--mle-coef", "0.1",
-            "--dense-rewards", *extra]
+            "--dense-rewards", "--ppo-epochs", "2", *extra]
 
 
 @pytest.mark.parametrize("target", [0.01, 1.0])
@@ -284,6 +284,7 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
     (["--init", "{init}", "--dense-rewards", "--w-realism", "0", "--w-style", "1", "--style-scorer", "{scorers}/style"],
      "it needs --w-realism > 0"),
     (["--init", "{init}", "--dense-discount", "1.5"], "--dense-discount must be in [0, 1]"),
+    (["--init", "{init}", "--ppo-epochs", "0"], "--ppo-epochs must be positive"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
@@ -401,3 +402,21 @@ def test_dense_rewards_score_every_prefix_and_take_the_baseline_per_position(ini
     state = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
     assert len(state["ema"]) == 8  # one average per position of the 8 new tokens
     assert json.loads((out / "config.json").read_text())["adversarial"]["dense_rewards"] is True
+
+
+def test_ppo_epochs_start_with_the_reinforce_step_then_take_clipped_steps_on_the_same_samples(init, tmp_path):
+    """The first of the epochs is the REINFORCE step of --ppo-epochs 1 (same samples, rewards and loss, float32
+    sums: 1e-6 relative); the later ones log their clipped surrogate and move the weights further."""
+    logged, weights = {}, {}
+    for epochs in (1, 3):
+        out = tmp_path / f"ppo{epochs}"
+        result = run_cli("--init", init, "--out", out, "--max-steps", 1, "--ppo-epochs", epochs, "--ppo-clip", 0.1)
+        assert result.exit_code == 0, result.output
+        logged[epochs] = rows(out / "metrics.jsonl")[-1]
+        weights[epochs] = load_file(out / "generator" / "model.safetensors")
+    assert "policy/ppo_loss" not in logged[1]
+    assert logged[3]["policy/loss"] == pytest.approx(logged[1]["policy/loss"], rel=1e-6, abs=1e-7)
+    assert logged[3]["reward/total_mean"] == logged[1]["reward/total_mean"]
+    assert math.isfinite(logged[3]["policy/ppo_loss"]) and 0 <= logged[3]["policy/ppo_clipped"] <= 1
+    assert logged[3]["policy/ppo_ratio_max"] > 0
+    assert any(not torch.equal(weights[1][k], weights[3][k]) for k in weights[1])

@@ -34,6 +34,8 @@ ADVERSARIAL = ["adversarial", "--discriminator", "scratch:bert-tiny", "--disc-ma
                "--mle-coef", "0.1",
                # Dense rewards: each rank scores the prefixes of its samples; the returns are gathered.
                "--dense-rewards",
+               # Two PPO epochs: the second recomputes each rank's log-probs and clips their ratios.
+               "--ppo-epochs", "2",
                # Plain REINFORCE: leave-one-out advantages are differences of nearly equal rewards, which the
                # rounding of batch-split forwards changes by ~1e-4 relative, and AdamW turns that noise on
                # cancelling gradients into sign flips of a full step (measured 4.6e-3 on the weights).
