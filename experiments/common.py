@@ -71,22 +71,29 @@ def read_jsonl(path) -> list:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def runs_by_model(folder, models=MODELS) -> dict:
+def runs_by_model(folder, models=MODELS, every_instance: bool = False) -> dict:
     """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>), in
-    the order of `models` (COCO's MODELS, or the e-commerce settings), each model's runs in seed order."""
+    the order of `models` (COCO's MODELS, or the e-commerce settings), each model's runs in seed order. A model's
+    statistics over seeds take one run per seed, its first instance (a retrain of a seed's MLE, <seed>r<k>, is not
+    another seed); `every_instance` keeps them all, to pair each adversarial run with the MLE of its own label."""
     found = {}
     for path in sorted(Path(folder).iterdir()):
         match = RUN_NAME.match(path.name)
         if path.is_dir() and match and match["model"] in models:
             found.setdefault(match["model"], {})[match["seed"]] = path
-    return {m: dict(sorted(found[m].items(), key=lambda kv: seed_order(kv[0]))) for m in models if m in found}
+    chosen = {}
+    for model in [m for m in models if m in found]:
+        for label, path in sorted(found[model].items(), key=lambda kv: seed_order(kv[0])):
+            if every_instance or all(seed_order(other)[0] != seed_order(label)[0] for other in chosen.get(model, {})):
+                chosen.setdefault(model, {})[label] = path
+    return chosen
 
 
-def sweeps(folder, models=MODELS) -> dict:
+def sweeps(folder, models=MODELS, every_instance: bool = False) -> dict:
     """{model: {seed: sweep rows sorted by temperature}} for the runs of `models` that have a sweep.csv."""
     found = {model: {seed: sorted(read_csv(run / "sweep.csv"), key=lambda r: r["temperature"])
                      for seed, run in seeds.items() if (run / "sweep.csv").is_file()}
-             for model, seeds in runs_by_model(folder, models).items()}
+             for model, seeds in runs_by_model(folder, models, every_instance).items()}
     return {model: seeds for model, seeds in found.items() if seeds}
 
 
@@ -221,14 +228,14 @@ def judged(report, samples) -> dict:
                 **{"top-share": max(counts.values()) / len(texts)})
 
 
-def evaluations(folder, models: list) -> dict:
+def evaluations(folder, models: list, every_instance: bool = False) -> dict:
     """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for `models` (run names'
     settings, e.g. ["mle", *group(folder, "steering")]), in that order. values: the eval-T<t>.json metrics, plus
     from the samples-T<t>.jsonl beside it 'words' (mean whitespace words per sample) and 'top-share' (the share of
     samples equal to the most frequent one)."""
     folder = Path(folder)
     found = {}
-    for model, by_seed in runs_by_model(folder, models).items():
+    for model, by_seed in runs_by_model(folder, models, every_instance).items():
         for seed, run in by_seed.items():
             for report in sorted(run.glob("eval-T*.json")):
                 t = float(report.stem[len("eval-T"):])

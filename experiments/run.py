@@ -104,7 +104,7 @@ def measure(run: str, folder: Path, work: Path, logs: Path, settings: dict, refe
     for name in LOGS:
         shutil.copy2(folder / name, target / name)
     shutil.copy2(sweep / "sweep.csv", target / "sweep.csv")
-    shutil.copytree(sweep / "samples" / run, target / "samples", dirs_exist_ok=True)
+    shutil.copytree(sweep / "samples" / folder.name, target / "samples", dirs_exist_ok=True)  # named by the folder
     for t in sorted({1.0, nearest_diversity(target / "sweep.csv", data_self_bleu4)}):
         report = target / f"fed-mauve-T{t:.2f}.json"
         if not report.is_file():

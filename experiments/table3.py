@@ -17,7 +17,7 @@ GRID = {4: np.round(np.arange(0.15, 0.50, 0.05), 2), 5: np.round(np.arange(0.08,
 
 def main():
     args = common.arguments(__doc__.split("\n")[0])
-    sweeps = common.sweeps(Path(args.runs))
+    sweeps = common.sweeps(Path(args.runs), every_instance=True)  # each run beside the MLE of its own seed label
     rows = []
     for model in [m for m in sweeps if m != "mle"]:
         pairs = sorted(set(sweeps.get("mle", {})) & set(sweeps[model]))

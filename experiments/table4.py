@@ -14,7 +14,7 @@ import common
 def main():
     args = common.arguments(__doc__.split("\n")[0])
     rows = []
-    for model, by_seed in common.runs_by_model(Path(args.runs)).items():
+    for model, by_seed in common.runs_by_model(Path(args.runs), every_instance=True).items():  # every run
         for seed, run in by_seed.items():
             summary = json.loads((run / "summary.json").read_text())
             sweep = common.read_csv(run / "sweep.csv") if (run / "sweep.csv").is_file() else []

@@ -22,7 +22,7 @@ CLASSES = ("negative", "neutral", "positive")
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     found = common.evaluations(args.runs, ["mle", *common.group(args.runs, "steering")])
-    mle = found.get("mle", {})
+    mle = common.evaluations(args.runs, ["mle"], every_instance=True).get("mle", {})  # each run's own MLE
     rows = []
     for model, by_seed in found.items():
         for t in sorted({t for points in by_seed.values() for t in points}):
