@@ -170,7 +170,8 @@ def test_non_finite_scores_on_two_processes_skip_the_step_and_stop_with_one_line
             p.fill_(float("nan"))
     scorers.save_scorer(broken._replace(info={**broken.info, "kind": "click", "labels": scorers.ENGAGED}),
                         tmp_path / "click")
-    result = advgen([*ADVERSARIAL, "--init", str(init), "--disc-warmup", "0", "--w-realism", "0", "--w-click", "1",
+    # Realism off (dense rewards are realism per token, so they go off too): the click scorer alone is scored.
+    result = advgen([*ADVERSARIAL, "--no-dense-rewards", "--init", str(init), "--disc-warmup", "0", "--w-realism", "0", "--w-click", "1",
                      "--click-scorer", str(tmp_path / "click"), "--nan-patience", "2"], tmp_path / "adv", processes=2)
     # As above: the root cause is a rank's exit status 2 (torchrun stops the other and exits with 1), with one line
     # from rank 0 and no traceback through advgen's code.
