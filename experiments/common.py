@@ -21,6 +21,7 @@ MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial", "cold": "adversarial
 COLORS = {"mle": "tab:blue", "adv": "tab:red", "cold": "tab:green", "mleterm": "tab:purple", "dtarget": "tab:orange",
           "dense": "tab:brown", "ppo": "tab:olive"}
 RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+(?:r\d+)?)$")
+HELD_OUT = "sweep-held-out.csv"  # a run's BLEU against the held-out train captions, beside its sweep.csv
 SAME_MODEL = ("steps", "valid_ppl", "test_ppl")  # summary.json entries that tell two MLE checkpoints apart
 
 
@@ -89,10 +90,20 @@ def runs_by_model(folder, models=MODELS, every_instance: bool = False) -> dict:
     return chosen
 
 
-def sweeps(folder, models=MODELS, every_instance: bool = False) -> dict:
-    """{model: {seed: sweep rows sorted by temperature}} for the runs of `models` that have a sweep.csv."""
-    found = {model: {seed: sorted(read_csv(run / "sweep.csv"), key=lambda r: r["temperature"])
-                     for seed, run in seeds.items() if (run / "sweep.csv").is_file()}
+def sweeps(folder, models=MODELS, every_instance: bool = False, references: str = "test") -> dict:
+    """{model: {seed: sweep rows sorted by temperature}} for the runs of `models` that have a sweep.csv. With
+    references="held-out", BLEU-n is against the held-out train captions (HELD_OUT, runs without it left out) in
+    place of the test captions; every other column is the sweep's."""
+    def rows(run: Path) -> list:
+        found = read_csv(run / "sweep.csv")
+        if references == "held-out":
+            bleu = {round(r["temperature"], 6): r for r in read_csv(run / HELD_OUT)}
+            found = [{**r, **{k: v for k, v in bleu[round(r["temperature"], 6)].items() if k.startswith("bleu-")}}
+                     for r in found]
+        return sorted(found, key=lambda r: r["temperature"])
+
+    needed = ["sweep.csv"] + [HELD_OUT] * (references == "held-out")
+    found = {model: {seed: rows(run) for seed, run in seeds.items() if all((run / n).is_file() for n in needed)}
              for model, seeds in runs_by_model(folder, models, every_instance).items()}
     return {model: seeds for model, seeds in found.items() if seeds}
 
@@ -119,9 +130,20 @@ def at_temperature(rows: list, t: float) -> dict:
     return found[0]
 
 
+def frontier(rows: list, quality: str) -> list:
+    """The part of a sweep that is a quality-diversity frontier: the points from the temperature of highest
+    `quality` upward, in temperature order. Cooling below that temperature loses quality and diversity both (a
+    generator that collapses onto a few captions), so those points are dominated, and leaving them out keeps
+    quality monotone along the curve that is interpolated."""
+    rows = sorted(rows, key=lambda r: r["temperature"])
+    peak = max(range(len(rows)), key=lambda i: rows[i][quality])
+    return rows[peak:]
+
+
 def interpolate_at(rows: list, key: str, value: float, columns: list) -> dict:
-    """The sweep linearly interpolated in temperature to where `key` equals `value`: the temperature and
-    `columns` there, or None where the sweep does not reach the value. `key` must be monotone in temperature."""
+    """The sweep's frontier (see `frontier`) linearly interpolated in temperature to where `key` equals `value`: the
+    temperature and `columns` there, or None where the frontier does not reach the value."""
+    rows = frontier(rows, key)
     ts = np.array([r["temperature"] for r in rows])
     ks = np.array([r[key] for r in rows])
     for i in range(len(rows) - 1):
@@ -134,7 +156,8 @@ def interpolate_at(rows: list, key: str, value: float, columns: list) -> dict:
 
 
 def curve_at(rows: list, x: str, y: str, xs: np.ndarray) -> np.ndarray:
-    """y as a function of x along one sweep (x monotone in temperature), at xs; NaN outside the sweep's range."""
+    """y as a function of x along one sweep's frontier (see `frontier`), at xs; NaN outside its range."""
+    rows = frontier(rows, x)
     px = np.array([r[x] for r in rows])
     py = np.array([r[y] for r in rows])
     order = np.argsort(px)

@@ -25,6 +25,7 @@ temperatures, 40 samples) under --root, then
 `experiments/paper.py` on its logs; CI runs it (tests/test_experiments.py).
 """
 import argparse
+import gzip
 import json
 import shutil
 import subprocess
@@ -33,6 +34,8 @@ import time
 from pathlib import Path
 
 import common
+from advgen import config, data, metrics
+from advgen.evaluate import SWEEP_MAX_N, write_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path("experiments/data/coco")  # relative to the repository root, as the coco preset's paths are
@@ -92,9 +95,9 @@ def nearest_diversity(sweep_csv: Path, target: float) -> float:
 
 
 def measure(run: str, folder: Path, work: Path, logs: Path, settings: dict, references: Path, data_self_bleu4: float,
-            log: Path) -> None:
-    """The sweep of one run (its checkpoint in `folder`), and FED/MAUVE at T=1 and at the data's diversity, into its
-    log folder logs/<run>."""
+            held_out: list, log: Path) -> None:
+    """The sweep of one run (its checkpoint in `folder`), its BLEU against the `held_out` train captions, and
+    FED/MAUVE at T=1 and at the data's diversity, into its log folder logs/<run>."""
     sweep = work / "sweeps" / run
     advgen("sweep", folder, "--temperatures", ",".join(map(str, settings["temperatures"])),
            "--n", settings["n"], "--batch-size", settings["batch_size"], "--tokenize", "treebank",
@@ -105,11 +108,44 @@ def measure(run: str, folder: Path, work: Path, logs: Path, settings: dict, refe
         shutil.copy2(folder / name, target / name)
     shutil.copy2(sweep / "sweep.csv", target / "sweep.csv")
     shutil.copytree(sweep / "samples" / folder.name, target / "samples", dirs_exist_ok=True)  # named by the folder
+    held_out_sweep(target, held_out)
     for t in sorted({1.0, nearest_diversity(target / "sweep.csv", data_self_bleu4)}):
         report = target / f"fed-mauve-T{t:.2f}.json"
         if not report.is_file():
             advgen("evaluate", target / "samples" / f"T{t:.2f}.txt.gz", "--references", references,
                    "--metrics", "fed,mauve", "--out", report, log=log)
+
+
+def coco_splits(train_file: Path, test_file: Path) -> dict:
+    """The captions of the coco preset's train and valid splits. The valid split is the train captions the preset
+    holds out of training (a hash of each caption puts 10 % of the train file there; the MLE run only early-stops on
+    them, the discriminator never sees them): references from the train captions' own distribution, which
+    Texygen's test captions are not (table10)."""
+    cfg = config.resolve(config.PretrainConfig, config.PRETRAIN_PRESETS, "coco",
+                         {"corpus": str(REPO / train_file), "test_corpus": str(REPO / test_file)})
+    return {name: [record[cfg.field] for record in records]
+            for name, records in data.load_splits(cfg).items() if name != "test"}
+
+
+def held_out_sweep(folder: Path, references: list) -> None:
+    """BLEU-2..5 of a logged run's sweep samples (folder/samples/T<t>.txt.gz) against the held-out train captions
+    -> folder/sweep-held-out.csv (common.HELD_OUT), one row per temperature (Self-BLEU does not depend on the
+    references: it is in sweep.csv). Computed from the committed samples, so it needs no checkpoint; a complete
+    file is kept."""
+    files = sorted((folder / "samples").glob("T*.txt.gz"))
+    path = folder / common.HELD_OUT
+    if not files or (path.is_file() and len(common.read_csv(path)) == len(files)):
+        return
+    refs = metrics.tokens(references, "treebank")
+    rows = []
+    for file in files:
+        texts = gzip.decompress(file.read_bytes()).decode().split("\n")[:-1]  # one sample per line, as swept
+        bleu = metrics.bleu_scores(metrics.tokens(texts, "treebank"), refs, SWEEP_MAX_N).mean(axis=1)
+        rows.append({"run": folder.name, "temperature": float(file.name[1:-len(".txt.gz")]), "n": len(texts),
+                     "references": len(references),
+                     **{f"bleu-{k}": float(bleu[k - 1]) for k in range(2, SWEEP_MAX_N + 1)}})
+    write_sweep(path, rows)
+    print(f"  {path}", flush=True)
 
 
 def complete(run: str, logs: Path, settings: dict) -> bool:
@@ -146,6 +182,19 @@ def reference_data(logs: Path, work: Path, train_file: Path, test_file: Path, lo
     return json.loads(report.read_text())["metrics"]["self-bleu-4"]
 
 
+def held_out_data(logs: Path, work: Path, train_file: Path, test_file: Path, log: Path) -> list:
+    """The held-out train captions (coco_splits), and the data's own point against them: the captions the
+    generators are trained on, measured as samples by Texygen's protocol -> data-held-out.json."""
+    splits = coco_splits(train_file, test_file)
+    report = logs / "data-held-out.json"
+    if not report.is_file():
+        for name in ("train", "valid"):
+            (work / f"coco_{name}_split.txt").write_text("\n".join(splits[name]) + "\n")
+        advgen("evaluate", work / "coco_train_split.txt", "--references", work / "coco_valid_split.txt",
+               "--protocol", "texygen", "--field", "text", "--out", report, log=log)
+    return splits["valid"]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, run in this order [0,1,2; smoke: 0,1]")
@@ -170,6 +219,10 @@ def main(argv=None) -> None:
             (work / f"coco_{name}.txt").write_text("\n".join(lines) + "\n")
         train_file, test_file = work / "coco_train.txt", work / "coco_test.txt"
     data_self_bleu4 = reference_data(logs, work, train_file, test_file, log)
+    held_out = held_out_data(logs, work, train_file, test_file, log)
+    for folder in sorted(logs.iterdir()):  # runs logged before sweep-held-out.csv existed: from their samples
+        if common.RUN_NAME.match(folder.name) and folder.is_dir():
+            held_out_sweep(folder, held_out)
     variants = args.variants.split(",") if args.variants else settings["variants"]
     if any(v not in VARIANTS for v in variants):
         parser.error(f"--variants: choose from {', '.join(VARIANTS)}")
@@ -186,12 +239,13 @@ def main(argv=None) -> None:
                                        "--test-corpus", test_file, *settings["pretrain"]], log)
         label = common.mle_instance(logs, "coco-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
         if not complete(f"coco-mle-s{label}", logs, settings):
-            measure(f"coco-mle-s{label}", mle_folder, work, logs, settings, test_file, data_self_bleu4, log)
+            measure(f"coco-mle-s{label}", mle_folder, work, logs, settings, test_file, data_self_bleu4, held_out,
+                    log)
         for variant in todo:
             run = f"coco-{variant}-s{label}"
             train("adversarial", work / run, ["--preset", "coco", "--init", mle_folder, "--seed", seed,
                                               *settings["adversarial"], *VARIANTS[variant]], log)
-            measure(run, work / run, work, logs, settings, test_file, data_self_bleu4, log)
+            measure(run, work / run, work, logs, settings, test_file, data_self_bleu4, held_out, log)
         print(f"seed {seed}: logs in {logs}", flush=True)
     if args.smoke:  # the figures and tables of the smoke logs, and paper.md's quoted tables refreshed in a copy
         (work / "paper").mkdir(exist_ok=True)

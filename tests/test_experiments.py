@@ -92,6 +92,19 @@ def test_interpolation_at_a_value_between_two_sweep_points():
     assert common.fmt(0.30512) == "0.305" and common.fmt(0.3, 0.01) == "0.300 ± 0.010"
 
 
+def test_matching_reads_the_frontier_above_the_quality_peak():
+    # below T=0.9 the generator collapses: BLEU falls again while Self-BLEU keeps rising, a dominated branch that
+    # would otherwise be interpolated across (0.30 would match between T=0.5 and T=1.0)
+    rows = [{"temperature": 0.5, "bleu-4": 0.31, "self-bleu-4": 0.97},
+            {"temperature": 0.9, "bleu-4": 0.40, "self-bleu-4": 0.70},
+            {"temperature": 1.0, "bleu-4": 0.30, "self-bleu-4": 0.55},
+            {"temperature": 1.1, "bleu-4": 0.20, "self-bleu-4": 0.40}]
+    assert [r["temperature"] for r in common.frontier(rows, "bleu-4")] == [0.9, 1.0, 1.1]
+    assert common.curve_at(rows, "bleu-4", "self-bleu-4", np.array([0.30, 0.31]))[0] == pytest.approx(0.55)
+    assert common.curve_at(rows, "bleu-4", "self-bleu-4", np.array([0.31]))[0] == pytest.approx(0.565)
+    assert common.interpolate_at(rows, "bleu-4", 0.31, ["self-bleu-4"])["temperature"] == pytest.approx(0.99)
+
+
 def test_paper_md_quotes_the_current_tables(tmp_path):
     import paper
 
