@@ -1,11 +1,13 @@
 """experiments/: the smoke chain end to end (train, sweep, FED/MAUVE, figures, tables, paper.md's quoted tables),
 its resume rules, and the interpolation the tables rest on."""
 import csv
+import gzip
 import json
 import math
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,9 @@ def test_the_smoke_chain_writes_every_log_figure_and_table(smoke_root):
         assert sorted(p.name for p in (logs / run / "samples").iterdir()) == ["T0.50.txt.gz", "T1.00.txt.gz",
                                                                                "T1.50.txt.gz"]
         assert not (logs / run / "checkpoint").exists() and not (logs / run / "generator").exists()
-    for name in ("data-texygen.json", "data-fed-mauve.json", "data-test-halves-fed-mauve.json"):
+        held_out = common.read_csv(logs / run / "sweep-held-out.csv")
+        assert [r["temperature"] for r in held_out] == [0.5, 1.0, 1.5] and {r["n"] for r in held_out} == {40}
+    for name in ("data-texygen.json", "data-fed-mauve.json", "data-test-halves-fed-mauve.json", "data-held-out.json"):
         assert (logs / name).is_file(), name
     plt = common.pyplot()
     for name in ("figure1", "figure2"):
@@ -55,10 +59,30 @@ def test_the_smoke_chain_writes_every_log_figure_and_table(smoke_root):
     sweep1 = common.read_csv(logs / "coco-mle-s1" / "sweep.csv")
     bleu4 = [common.at_temperature(s, 1.0)["bleu-4"] for s in (sweep0, sweep1)]
     assert mle[header_index(table1, "BLEU-4")] == common.fmt(*common.mean_std(bleu4))
-    for name in ("table2", "table3", "table4", "table5"):
+    for name in ("table2", "table3", "table4", "table5", "table10", "table11"):
         assert (smoke_root / "paper" / "tables" / f"{name}.md").read_text().startswith("| ")
     paper = (smoke_root / "paper" / "paper.md").read_text()  # the copy whose quoted tables were refreshed
     assert (smoke_root / "paper" / "tables" / "table1.md").read_text().strip() in paper
+
+
+def test_held_out_bleu_is_against_the_train_captions_the_preset_holds_out(smoke_root):
+    from advgen import metrics
+
+    # the valid split, chosen here as the preset chooses it (a crc32 of the caption, buckets 90-99), by hand
+    train = (smoke_root / "coco_train.txt").read_text().splitlines()
+    held_out = [c for c in train if zlib.crc32(c.encode()) % 100 >= 90]
+    assert 0 < len(held_out) < len(train) // 5
+    report = json.loads((smoke_root / "runs" / "coco" / "data-held-out.json").read_text())
+    assert report["n_references"] == len(held_out) and report["n_samples"] == len(train) - len(held_out)
+    run = smoke_root / "runs" / "coco" / "coco-adv-s1"
+    samples = gzip.decompress((run / "samples" / "T1.00.txt.gz").read_bytes()).decode().split("\n")[:-1]
+    at_one = common.at_temperature(common.read_csv(run / "sweep-held-out.csv"), 1.0)
+    assert at_one["bleu-4"] == pytest.approx(metrics.bleu(samples, held_out, 4, tokenize="treebank"), rel=1e-9)
+    # and the tables read it in place of the test captions' BLEU, keeping the sweep's Self-BLEU
+    swept = common.sweeps(smoke_root / "runs" / "coco", references="held-out")["adv"]["1"]
+    assert common.at_temperature(swept, 1.0)["bleu-4"] == at_one["bleu-4"]
+    assert common.at_temperature(swept, 1.0)["self-bleu-4"] == common.at_temperature(
+        common.read_csv(run / "sweep.csv"), 1.0)["self-bleu-4"]
 
 
 def header_index(table, name):
