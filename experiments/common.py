@@ -7,6 +7,7 @@ fed-mauve-T<t>.json; beside them data-texygen.json and data-fed-mauve.json (the 
 were samples). These scripts read those files only: no training code, no models.
 """
 import csv
+import gzip
 import io
 import json
 import math
@@ -120,6 +121,11 @@ def plot_sweeps(ax, by_seed: dict, x: str, y: str, color, label: str) -> None:
     for t, px, py in zip(temps, mx, my):
         if abs(t * 10 - round(t * 10)) < 1e-6 and round(t * 10) % 2 == 1:  # every other temperature
             ax.annotate(f"{t:g}", (px, py), textcoords="offset points", xytext=(5, 3), fontsize=7, color=color)
+
+
+def read_samples(path) -> list:
+    """A committed samples file (samples/T<t>.txt.gz, one sample per line, as the sweep wrote and scored them)."""
+    return gzip.decompress(Path(path).read_bytes()).decode().split("\n")[:-1]
 
 
 def at_temperature(rows: list, t: float) -> dict:

@@ -2,8 +2,8 @@
 
 Panels: BLEU-4 against Self-BLEU-4, BLEU-5 against Self-BLEU-5 (Texygen's protocol at every temperature, BLEU
 against the test captions), BLEU-4 against the held-out train captions (the test captions are of other scenes than
-the train captions, table10), and the test NLL per token at each temperature against Self-BLEU-4. One curve per model: the mean over seeds at each
-temperature, with bars of one standard deviation in both axes where there are several seeds. Texygen's published
+the train captions, table10), and the test NLL per token at each temperature against Self-BLEU-4. One curve per
+model: the mean over seeds at each temperature, with bars of one standard deviation in both axes where there are several seeds. Texygen's published
 points and the real data (train captions scored as samples) are marked. Lower right is better in the BLEU panels:
 as close to the test captions, more diverse.
 """

@@ -25,7 +25,6 @@ temperatures, 40 samples) under --root, then
 `experiments/paper.py` on its logs; CI runs it (tests/test_experiments.py).
 """
 import argparse
-import gzip
 import json
 import shutil
 import subprocess
@@ -139,7 +138,7 @@ def held_out_sweep(folder: Path, references: list) -> None:
     refs = metrics.tokens(references, "treebank")
     rows = []
     for file in files:
-        texts = gzip.decompress(file.read_bytes()).decode().split("\n")[:-1]  # one sample per line, as swept
+        texts = common.read_samples(file)
         bleu = metrics.bleu_scores(metrics.tokens(texts, "treebank"), refs, SWEEP_MAX_N).mean(axis=1)
         rows.append({"run": folder.name, "temperature": float(file.name[1:-len(".txt.gz")]), "n": len(texts),
                      "references": len(references),

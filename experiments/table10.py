@@ -7,7 +7,6 @@ valid split), the test file and each run's samples at temperature 1, beside the 
 captions; the words shown are those whose shares in train and test differ most in ratio, the train-heavy ones
 first.
 """
-import gzip
 import re
 from pathlib import Path
 
@@ -46,10 +45,10 @@ def main():
     scene = tuple(words[:WORDS])  # the train file's own scenes
     data = {name: shares(captions, scene) for name, captions in (("train split", splits["train"]),
             ("held-out train captions", splits["valid"]), ("test captions", test_captions))}
-    rows = [[name, "", "–", "–", *[f"{found.get(w, 0):.3f}" for w in ("scene", *words)]] for name, found in data.items()]
+    rows = [[name, "", "–", "–", *[f"{found.get(w, 0):.3f}" for w in ("scene", *words)]]
+            for name, found in data.items()]
     sweeps = common.sweeps(runs, every_instance=True)
-    found = {(model, seed): shares(gzip.decompress((folder / "samples" / "T1.00.txt.gz").read_bytes()).decode()
-                                   .split("\n")[:-1], scene)
+    found = {(model, seed): shares(common.read_samples(folder / "samples" / "T1.00.txt.gz"), scene)
              for model, seeds in common.runs_by_model(runs, every_instance=True).items()
              for seed, folder in seeds.items() if (folder / "samples" / "T1.00.txt.gz").is_file()}
     gaps, moves = [], []

@@ -27,8 +27,8 @@ def main():
         data = json.loads((runs / data_file).read_text())["metrics"]
         rows.append([label, "train captions (the data)", "", f"{data['self-bleu-4']:.3f}", f"{data['bleu-4']:.3f}", ""])
         for model, by_seed in common.sweeps(runs, references=references).items():
-            at = {s: common.curve_at(r, "self-bleu-4", "bleu-4", np.array([data["self-bleu-4"]]))[0]
-                  for s, r in by_seed.items()}
+            at = {s: common.curve_at(common.frontier(r, "bleu-4"), "self-bleu-4", "bleu-4",
+                                     np.array([data["self-bleu-4"]]))[0] for s, r in by_seed.items()}
             rows.append([label, common.MODELS[model], len(at), f"{data['self-bleu-4']:.3f}",
                          common.fmt(*common.mean_std(list(at.values()))),
                          " / ".join(f"s{s} {v:.3f}" for s, v in at.items())])

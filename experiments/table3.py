@@ -2,8 +2,9 @@
 
 For each adversarial model (the plain run and each remedy) and each seed, the adversarial run and the MLE run it
 started from are paired, with BLEU against two sets of references: the test captions (Texygen's protocol, of other
-scenes than the train captions: table10) and the held-out train captions (experiments/run.py: coco_splits). Along each sweep, Self-BLEU-n is
-interpolated linearly as a function of BLEU-n (both move monotonically with temperature); at each BLEU-n value that
+scenes than the train captions: table10) and the held-out train captions (experiments/run.py: coco_splits). Along
+each sweep's frontier (common.frontier: the temperatures from its BLEU-n peak upward, where BLEU-n and Self-BLEU-n
+both fall with temperature), Self-BLEU-n is interpolated linearly as a function of BLEU-n; at each BLEU-n value that
 every curve reaches, the difference adversarial - MLE in Self-BLEU-n (negative: the adversarial generator is more
 diverse at the same quality, i.e. it beats MLE there). Mean ± standard deviation over the seed pairs.
 """
