@@ -36,24 +36,30 @@ def main():
     print(common.write_table(args.out, "table3", header, rows, note))
 
 
-def matched_rows(sweeps: dict, references: str) -> list:
-    rows = []
+def matched(sweeps: dict):
+    """Each adversarial model beside the MLE runs of its seed labels -> (model, n, grid, pairs, mle, adv) per BLEU
+    order n, mle and adv (pairs, grid) Self-BLEU-n at each grid value of BLEU-n (NaN outside a curve's range)."""
     for model in [m for m in sweeps if m != "mle"]:
         pairs = sorted(set(sweeps.get("mle", {})) & set(sweeps[model]))
         for n, grid in GRID.items():
             x, y = f"bleu-{n}", f"self-bleu-{n}"
-            mle = np.array([common.curve_at(sweeps["mle"][s], x, y, grid) for s in pairs])
-            adv = np.array([common.curve_at(sweeps[model][s], x, y, grid) for s in pairs])
-            for i, value in enumerate(grid):
-                if not pairs or np.isnan(mle[:, i]).any() or np.isnan(adv[:, i]).any():
-                    continue  # outside some curve's range
-                diff = adv[:, i] - mle[:, i]
-                rows.append([references, common.MODELS[model], f"BLEU-{n}", f"{value:.2f}", len(pairs),
-                             common.fmt(*common.mean_std(mle[:, i])), common.fmt(*common.mean_std(adv[:, i])),
-                             common.fmt(*common.mean_std(diff)), f"{int((diff < 0).sum())}/{len(pairs)}",
-                             " / ".join(f"s{s} {d:+.3f}" for s, d in zip(pairs, diff))])
-    return rows
+            mle = np.array([common.curve_at(sweeps["mle"][s], x, y, grid) for s in pairs]).reshape(len(pairs), len(grid))
+            adv = np.array([common.curve_at(sweeps[model][s], x, y, grid) for s in pairs]).reshape(len(pairs), len(grid))
+            yield model, n, grid, pairs, mle, adv
 
+
+def matched_rows(sweeps: dict, references: str) -> list:
+    rows = []
+    for model, n, grid, pairs, mle, adv in matched(sweeps):
+        for i, value in enumerate(grid):
+            if not pairs or np.isnan(mle[:, i]).any() or np.isnan(adv[:, i]).any():
+                continue  # outside some curve's range
+            diff = adv[:, i] - mle[:, i]
+            rows.append([references, common.MODELS[model], f"BLEU-{n}", f"{value:.2f}", len(pairs),
+                         common.fmt(*common.mean_std(mle[:, i])), common.fmt(*common.mean_std(adv[:, i])),
+                         common.fmt(*common.mean_std(diff)), f"{int((diff < 0).sum())}/{len(pairs)}",
+                         " / ".join(f"s{s} {d:+.3f}" for s, d in zip(pairs, diff))])
+    return rows
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,18 @@ COLUMNS = [(f"style-accuracy/{JUDGE}", "judge: sentiment accuracy"),
            ("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", "distinct-2"),
            ("words", "words per title"), ("top-share", "share of the commonest title")]
 CLASSES = ("negative", "neutral", "positive")
+SENTIMENT = {1: "negative", 2: "negative", 3: "neutral", 4: "positive", 5: "positive"}  # of a prompt's rating
+
+
+def prompt_mix(runs: Path) -> str:
+    """The sentiments the prompts state (the test split's ratings, the same for every run), from an MLE run's samples."""
+    samples = sorted(runs.glob("titles-mle-s*/samples-T*.jsonl"))
+    if not samples:
+        return ""
+    ratings = [r["condition"]["rating"] for r in common.read_jsonl(samples[0])]
+    sentiments = [SENTIMENT[r] for r in ratings]
+    return (" Prompts: " + ", ".join(f"{sentiments.count(name) / len(sentiments):.1%} {name}" for name in CLASSES)
+            + f" ({len(ratings)} test ratings).")
 
 
 def main():
@@ -46,7 +58,8 @@ def main():
     note = ("Sentiment accuracy: the share of samples a scorer assigns to the sentiment of the rating in their prompt "
             "(1-2 negative, 3 neutral, 4-5 positive); balanced: its mean over the three sentiments, which prompts skewed to "
             "positive cannot lift. Samples: prompted by the test split's ratings, in order. BLEU-4 "
-            "against all test titles; Self-BLEU-4 against the other samples; words split on whitespace.")
+            "against all test titles; Self-BLEU-4 against the other samples; words split on whitespace."
+            + prompt_mix(Path(args.runs)))
     print(common.write_table(args.out, "table7", header, rows, note))
 
 

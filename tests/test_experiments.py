@@ -59,7 +59,7 @@ def test_the_smoke_chain_writes_every_log_figure_and_table(smoke_root):
     sweep1 = common.read_csv(logs / "coco-mle-s1" / "sweep.csv")
     bleu4 = [common.at_temperature(s, 1.0)["bleu-4"] for s in (sweep0, sweep1)]
     assert mle[header_index(table1, "BLEU-4")] == common.fmt(*common.mean_std(bleu4))
-    for name in ("table2", "table3", "table4", "table5", "table10", "table11"):
+    for name in ("table2", "table3", "table4", "table5", "table10", "table11", "table12"):
         assert (smoke_root / "paper" / "tables" / f"{name}.md").read_text().startswith("| ")
     paper = (smoke_root / "paper" / "paper.md").read_text()  # the copy whose quoted tables were refreshed
     assert (smoke_root / "paper" / "tables" / "table1.md").read_text().strip() in paper
@@ -127,6 +127,26 @@ def test_matching_reads_the_frontier_above_the_quality_peak():
     assert common.curve_at(rows, "bleu-4", "self-bleu-4", np.array([0.30, 0.31]))[0] == pytest.approx(0.55)
     assert common.curve_at(rows, "bleu-4", "self-bleu-4", np.array([0.31]))[0] == pytest.approx(0.565)
     assert common.interpolate_at(rows, "bleu-4", 0.31, ["self-bleu-4"])["temperature"] == pytest.approx(0.99)
+
+
+def test_the_goal_verdict_reads_separation_and_every_pair():
+    import table12
+
+    grid = np.array([0.25, 0.30, 0.35, 0.40])
+    mle = np.array([[0.40, 0.50, 0.60, np.nan],           # (pairs, grid): the first MLE curve stops before 0.40
+                    [0.42, 0.52, 0.62, 0.72]])
+    adv = np.array([[0.41, 0.40, 0.50, 0.70],             # pair 1 ahead from 0.30, pair 2 from 0.35
+                    [0.40, 0.53, 0.52, 0.70]])
+    v = table12.verdict(grid, mle, adv)
+    assert v["reached"] == [0.25, 0.30, 0.35]               # 0.40 is outside one curve
+    assert v["ahead"] == [0.25, 0.30, 0.35] and v["every"] == [0.35]
+    assert v["at"] == pytest.approx([-0.10, 0.01])
+    # separated: 0.35 (MLE 0.61 ± 0.014, adversarial 0.51 ± 0.014); at 0.30 the adversarial spread (± 0.092) overlaps
+    assert v["adversarial separated"] == [0.35] and v["mle separated"] == []
+    flipped = table12.verdict(grid, adv, mle)              # the same numbers with the roles exchanged
+    assert flipped["mle separated"] == [0.35] and flipped["every"] == [] and flipped["ahead"] == []
+    single = table12.verdict(grid, mle[:1], adv[:1])        # one pair: no spread, nothing is separated
+    assert single["every"] == [0.30, 0.35] and single["adversarial separated"] == []
 
 
 def test_paper_md_quotes_the_current_tables(tmp_path):
