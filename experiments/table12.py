@@ -4,7 +4,7 @@ at every matched BLEU-4 over a range) whose spread over seeds does not overlap M
 
 At each BLEU-4 of table3's grid that every paired curve reaches: the difference adversarial - MLE in Self-BLEU-4
 (negative: more diverse at the same quality), whether it is negative in every seed pair, and whether the two
-models' ranges mean ± standard deviation over seeds are separated, and in whose favour (needs two or more pairs).
+models' ranges (mean ± standard deviation over seeds) are separated, and in whose favour (needs two or more pairs).
 """
 from pathlib import Path
 
