@@ -61,5 +61,6 @@ def matched_rows(sweeps: dict, references: str) -> list:
                          " / ".join(f"s{s} {d:+.3f}" for s, d in zip(pairs, diff))])
     return rows
 
+
 if __name__ == "__main__":
     main()

@@ -135,7 +135,7 @@ def test_the_goal_verdict_reads_separation_and_every_pair():
     grid = np.array([0.25, 0.30, 0.35, 0.40])
     mle = np.array([[0.40, 0.50, 0.60, np.nan],           # (pairs, grid): the first MLE curve stops before 0.40
                     [0.42, 0.52, 0.62, 0.72]])
-    adv = np.array([[0.41, 0.40, 0.50, 0.70],             # pair 1 ahead from 0.30, pair 2 from 0.35
+    adv = np.array([[0.41, 0.40, 0.50, 0.70],             # pair 1 ahead from 0.30, pair 2 at 0.25 and 0.35
                     [0.40, 0.53, 0.52, 0.70]])
     v = table12.verdict(grid, mle, adv)
     assert v["reached"] == [0.25, 0.30, 0.35]               # 0.40 is outside one curve
