@@ -73,15 +73,16 @@ def read_jsonl(path) -> list:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def runs_by_model(folder, models=MODELS, every_instance: bool = False) -> dict:
-    """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>), in
-    the order of `models` (COCO's MODELS, or the e-commerce settings), each model's runs in seed order. A model's
-    statistics over seeds take one run per seed, its first instance (a retrain of a seed's MLE, <seed>r<k>, is not
-    another seed); `every_instance` keeps them all, to pair each adversarial run with the MLE of its own label."""
+def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tuple = ()) -> dict:
+    """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>) that
+    hold every file in `needs`, in the order of `models` (COCO's MODELS, or the e-commerce settings), each model's
+    runs in seed order. A model's statistics over seeds take one run per seed, its first instance (a retrain of a
+    seed's MLE, <seed>r<k>, is not another seed); `every_instance` keeps them all, to pair each adversarial run with
+    the MLE of its own label."""
     found = {}
     for path in sorted(Path(folder).iterdir()):
         match = RUN_NAME.match(path.name)
-        if path.is_dir() and match and match["model"] in models:
+        if path.is_dir() and match and match["model"] in models and all((path / n).is_file() for n in needs):
             found.setdefault(match["model"], {})[match["seed"]] = path
     chosen = {}
     for model in [m for m in models if m in found]:
@@ -103,10 +104,9 @@ def sweeps(folder, models=MODELS, every_instance: bool = False, references: str 
                      for r in found]
         return sorted(found, key=lambda r: r["temperature"])
 
-    needed = ["sweep.csv"] + [HELD_OUT] * (references == "held-out")
-    found = {model: {seed: rows(run) for seed, run in seeds.items() if all((run / n).is_file() for n in needed)}
-             for model, seeds in runs_by_model(folder, models, every_instance).items()}
-    return {model: seeds for model, seeds in found.items() if seeds}
+    needs = ("sweep.csv",) + (HELD_OUT,) * (references == "held-out")
+    return {model: {seed: rows(run) for seed, run in seeds.items()}
+            for model, seeds in runs_by_model(folder, models, every_instance, needs).items()}
 
 
 def plot_sweeps(ax, by_seed: dict, x: str, y: str, color, label: str) -> None:

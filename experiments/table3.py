@@ -36,12 +36,13 @@ def main():
     print(common.write_table(args.out, "table3", header, rows, note))
 
 
-def matched(sweeps: dict):
+def matched(sweeps: dict, grids: dict = GRID):
     """Each adversarial model beside the MLE runs of its seed labels -> (model, n, grid, pairs, mle, adv) per BLEU
-    order n, mle and adv (pairs, grid) Self-BLEU-n at each grid value of BLEU-n (NaN outside a curve's range)."""
+    order n of `grids` ({n: BLEU-n values}), mle and adv (pairs, grid) Self-BLEU-n at each grid value of BLEU-n (NaN
+    outside a curve's range)."""
     for model in [m for m in sweeps if m != "mle"]:
         pairs = sorted(set(sweeps.get("mle", {})) & set(sweeps[model]))
-        for n, grid in GRID.items():
+        for n, grid in grids.items():
             x, y = f"bleu-{n}", f"self-bleu-{n}"
             mle = np.array([common.curve_at(sweeps["mle"][s], x, y, grid) for s in pairs]).reshape(len(pairs), len(grid))
             adv = np.array([common.curve_at(sweeps[model][s], x, y, grid) for s in pairs]).reshape(len(pairs), len(grid))

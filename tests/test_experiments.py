@@ -149,6 +149,28 @@ def test_the_goal_verdict_reads_separation_and_every_pair():
     assert single["every"] == [0.30, 0.35] and single["adversarial separated"] == []
 
 
+
+def test_each_seed_is_read_from_its_first_instance_that_has_the_file(tmp_path):
+    # titles-*-s0 were logged before the titles frontier existed (no sweep.csv); their retrains s0r1 have one, and
+    # the frontier (figure 5, table 13) pairs those, each adversarial run with the MLE run it started from.
+    for name in ("titles-mle-s0", "titles-realism-s0"):
+        (tmp_path / name).mkdir()
+    for name, cold, hot in (("titles-mle-s0r1", 0.5, 0.2), ("titles-realism-s0r1", 0.4, 0.1)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sweep.csv").write_text(
+            f"run,temperature,bleu-4,self-bleu-4\n{name},0.5,0.32,{cold}\n{name},1.0,0.08,{hot}\n")
+    found = common.sweeps(tmp_path, ["mle", "realism"])
+    assert {model: list(by_seed) for model, by_seed in found.items()} == {"mle": ["0r1"], "realism": ["0r1"]}
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "table13.py"), "--runs", str(tmp_path),
+                           "--out", str(tmp_path / "paper")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table13 = list(csv.reader((tmp_path / "paper" / "tables" / "table13.csv").open()))
+    row = dict(zip(table13[0], table13[1]))
+    # at BLEU-4 0.20, halfway along both curves: MLE 0.35, realism 0.25
+    assert row["model"] == "advgen adversarial (realism)" and row["seed pairs"] == "1"
+    assert row["adversarial - MLE at 0.20 (pairs ahead)"] == "-0.100 (1/1)"
+    assert row["matched BLEU-4 reached"] == "11: 0.10-0.30" and row["values ahead in every pair"] == "11: 0.10-0.30"
+
 def test_paper_md_quotes_the_current_tables(tmp_path):
     import paper
 
@@ -203,6 +225,7 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     assert not (logs / "titles-style3-click1-s0" / "sweep.csv").exists()
     for name in ("figure3", "figure4", "figure5"):
         assert (tmp_path / "paper" / "figures" / f"{name}.png").is_file()
+    assert (tmp_path / "paper" / "tables" / "table13.md").read_text().startswith("| references |")
     # A finished chain is skipped; an unknown setting is refused before anything runs.
     again = ecommerce()
     assert again.returncode == 0 and "seed 0: complete" in again.stdout and "$ advgen" not in again.stdout, again.stdout
