@@ -73,12 +73,13 @@ def read_jsonl(path) -> list:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tuple = ()) -> dict:
+def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tuple = (), latest: bool = False) -> dict:
     """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>) that
     hold every file in `needs`, in the order of `models` (COCO's MODELS, or the e-commerce settings), each model's
     runs in seed order. A model's statistics over seeds take one run per seed, its first instance (a retrain of a
-    seed's MLE, <seed>r<k>, is not another seed); `every_instance` keeps them all, to pair each adversarial run with
-    the MLE of its own label."""
+    seed's MLE, <seed>r<k>, is not another seed), or with `latest` its last (the e-commerce tables: seed 0's
+    settings were all run again from its retrained MLE); `every_instance` keeps them all, to pair each adversarial
+    run with the MLE of its own label."""
     found = {}
     for path in sorted(Path(folder).iterdir()):
         match = RUN_NAME.match(path.name)
@@ -86,9 +87,11 @@ def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tu
             found.setdefault(match["model"], {})[match["seed"]] = path
     chosen = {}
     for model in [m for m in models if m in found]:
-        for label, path in sorted(found[model].items(), key=lambda kv: seed_order(kv[0])):
-            if every_instance or all(seed_order(other)[0] != seed_order(label)[0] for other in chosen.get(model, {})):
-                chosen.setdefault(model, {})[label] = path
+        picked = {}
+        for label in sorted(found[model], key=seed_order, reverse=latest):
+            if every_instance or all(seed_order(other)[0] != seed_order(label)[0] for other in picked):
+                picked[label] = found[model][label]
+        chosen[model] = {label: picked[label] for label in sorted(picked, key=seed_order)}
     return chosen
 
 
@@ -259,12 +262,13 @@ def judged(report, samples) -> dict:
 
 def evaluations(folder, models: list, every_instance: bool = False) -> dict:
     """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for `models` (run names'
-    settings, e.g. ["mle", *group(folder, "steering")]), in that order. values: the eval-T<t>.json metrics, plus
+    settings, e.g. ["mle", *group(folder, "steering")]), in that order, each seed's latest instance (or every
+    instance). values: the eval-T<t>.json metrics, plus
     from the samples-T<t>.jsonl beside it 'words' (mean whitespace words per sample) and 'top-share' (the share of
     samples equal to the most frequent one)."""
     folder = Path(folder)
     found = {}
-    for model, by_seed in runs_by_model(folder, models, every_instance).items():
+    for model, by_seed in runs_by_model(folder, models, every_instance, latest=True).items():
         for seed, run in by_seed.items():
             for report in sorted(run.glob("eval-T*.json")):
                 t = float(report.stem[len("eval-T"):])

@@ -26,7 +26,9 @@ work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/
 A run whose logs are all there is skipped; a killed one resumes from its checkpoint. The adversarial runs need their
 seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the same command, and the
 finished runs' logs are kept; a retrain that differs from the committed checkpoint (float rounding differs between
-machines) is logged with the runs started from it under a new seed label, titles-mle-s0r1 (common.mle_instance).
+machines) is logged with the runs started from it under a new seed label, titles-mle-s0r1 (common.mle_instance), and
+every chosen setting of that seed runs again from it: the tables read each seed's latest instance, so the rows of a
+table share one MLE generator.
 Scorers trained again likewise differ from the committed ones: every committed report is then judged again, from
 its committed samples, by the scorers of this run (rejudge; LOGS/judges.json records which), so the reward
 scorers of runs trained in different sessions may differ in the last bits, the judges of a table never do.
@@ -201,9 +203,12 @@ def complete(target: Path, settings: dict) -> bool:
     return all((target / name).is_file() for name in names)
 
 
-def done(prefix: str, seed: int, logs: Path, settings: dict) -> bool:
-    """Some instance of <prefix>-s<seed> (the seed itself or a retrain's label <seed>r<k>) is complete in `logs`."""
-    return any(complete(path, settings) for path in common.instances(logs, prefix, seed))
+def done(seed: int, chosen: list, logs: Path, settings: dict) -> bool:
+    """The seed's latest MLE instance in `logs` (the seed itself or a retrain's label <seed>r<k>) and each chosen
+    setting's run started from it are complete."""
+    labels = [path.name.rsplit("-s", 1)[1] for path in common.instances(logs, "titles-mle", seed)]
+    label = max(labels, key=common.seed_order, default=None)
+    return label is not None and all(complete(logs / f"titles-{s}-s{label}", settings) for s in ["mle", *chosen])
 
 
 def main(argv=None) -> None:
@@ -231,8 +236,7 @@ def main(argv=None) -> None:
     rejudge(logs, judges, log)
     rewards = {"style": ["--style-scorer", judges["sentiment-reward"]], "click": ["--click-scorer", judges["click-reward"]]}
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
-        todo = [s for s in chosen if not done(f"titles-{s}", seed, logs, settings)]
-        if not todo and done("titles-mle", seed, logs, settings):
+        if done(seed, chosen, logs, settings):
             print(f"seed {seed}: complete in {logs}, skipped", flush=True)
             continue
         # A lost MLE checkpoint is trained again; on another machine it differs, and is logged with the runs started
@@ -242,6 +246,9 @@ def main(argv=None) -> None:
         label = common.mle_instance(logs, "titles-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
         measure(mle_folder, logs / f"titles-mle-s{label}", judges, settings, log)
         sweep(mle_folder, logs / f"titles-mle-s{label}", settings, log)
+        # every chosen setting runs from this MLE generator, also one logged from an earlier instance of the seed:
+        # the tables read each seed's latest instance, and a table's rows share their MLE generator
+        todo = [s for s in chosen if not complete(logs / f"titles-{s}-s{label}", settings)]
         for setting in todo:
             name = f"titles-{setting}-s{label}"
             flags = [str(f) for f in SETTINGS[setting]]

@@ -18,7 +18,8 @@ def main():
     runs = Path(args.runs)
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.5))
-    for i, (setting, by_seed) in enumerate(common.runs_by_model(runs, common.group(runs, "baselines")).items()):
+    found = common.runs_by_model(runs, common.group(runs, "baselines"), latest=True)
+    for i, (setting, by_seed) in enumerate(found.items()):
         metrics = [common.read_jsonl(run / "metrics.jsonl") for run in by_seed.values()]
         for ax, (key, label) in zip(axes, PANELS):
             curves = [[r[key] for r in m if key in r] for m in metrics]

@@ -161,6 +161,11 @@ def test_each_seed_is_read_from_its_first_instance_that_has_the_file(tmp_path):
             f"run,temperature,bleu-4,self-bleu-4\n{name},0.5,0.32,{cold}\n{name},1.0,0.08,{hot}\n")
     found = common.sweeps(tmp_path, ["mle", "realism"])
     assert {model: list(by_seed) for model, by_seed in found.items()} == {"mle": ["0r1"], "realism": ["0r1"]}
+    (tmp_path / "titles-mle-s1").mkdir()  # runs without the file: the first instance of each seed, or the latest
+    assert {s: p.name for s, p in common.runs_by_model(tmp_path, ["mle"])["mle"].items()} == \
+        {"0": "titles-mle-s0", "1": "titles-mle-s1"}
+    assert {s: p.name for s, p in common.runs_by_model(tmp_path, ["mle"], latest=True)["mle"].items()} == \
+        {"0r1": "titles-mle-s0r1", "1": "titles-mle-s1"}
     done = subprocess.run([sys.executable, str(REPO / "experiments" / "table13.py"), "--runs", str(tmp_path),
                            "--out", str(tmp_path / "paper")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
