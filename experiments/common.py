@@ -73,9 +73,11 @@ def read_jsonl(path) -> list:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tuple = (), latest: bool = False) -> dict:
-    """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>) that
-    hold every file in `needs`, in the order of `models` (COCO's MODELS, or the e-commerce settings), each model's
+def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tuple = (), latest: bool = False,
+                  bench: str = None) -> dict:
+    """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>, of
+    the benchmark `bench` where given: titles or reviews in the e-commerce logs) that hold every file in `needs`, in
+    the order of `models` (COCO's MODELS, or the e-commerce settings), each model's
     runs in seed order. A model's statistics over seeds take one run per seed, its first instance (a retrain of a
     seed's MLE, <seed>r<k>, is not another seed), or with `latest` its last (the e-commerce tables: seed 0's
     settings were all run again from its retrained MLE); `every_instance` keeps them all, to pair each adversarial
@@ -83,7 +85,8 @@ def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tu
     found = {}
     for path in sorted(Path(folder).iterdir()):
         match = RUN_NAME.match(path.name)
-        if path.is_dir() and match and match["model"] in models and all((path / n).is_file() for n in needs):
+        if (path.is_dir() and match and match["model"] in models and bench in (None, match["bench"])
+                and all((path / n).is_file() for n in needs)):
             found.setdefault(match["model"], {})[match["seed"]] = path
     chosen = {}
     for model in [m for m in models if m in found]:
@@ -95,7 +98,7 @@ def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tu
     return chosen
 
 
-def sweeps(folder, models=MODELS, every_instance: bool = False, references: str = "test") -> dict:
+def sweeps(folder, models=MODELS, every_instance: bool = False, references: str = "test", bench: str = None) -> dict:
     """{model: {seed: sweep rows sorted by temperature}} for the runs of `models` that have a sweep.csv. With
     references="held-out", BLEU-n is against the held-out train captions (HELD_OUT, runs without it left out) in
     place of the test captions; every other column is the sweep's."""
@@ -109,7 +112,7 @@ def sweeps(folder, models=MODELS, every_instance: bool = False, references: str 
 
     needs = ("sweep.csv",) + (HELD_OUT,) * (references == "held-out")
     return {model: {seed: rows(run) for seed, run in seeds.items()}
-            for model, seeds in runs_by_model(folder, models, every_instance, needs).items()}
+            for model, seeds in runs_by_model(folder, models, every_instance, needs, bench=bench).items()}
 
 
 def plot_sweeps(ax, by_seed: dict, x: str, y: str, color, label: str) -> None:
@@ -260,15 +263,15 @@ def judged(report, samples) -> dict:
                 **{"top-share": max(counts.values()) / len(texts)})
 
 
-def evaluations(folder, models: list, every_instance: bool = False) -> dict:
-    """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for `models` (run names'
-    settings, e.g. ["mle", *group(folder, "steering")]), in that order, each seed's latest instance (or every
-    instance). values: the eval-T<t>.json metrics, plus
+def evaluations(folder, models: list, every_instance: bool = False, bench: str = "titles") -> dict:
+    """The e-commerce logs (paper/runs/ecommerce): {model: {seed: {temperature: values}}} for the `bench` runs (titles
+    or reviews) of `models` (run names' settings, e.g. ["mle", *group(folder, "steering")]), in that order, each
+    seed's latest instance (or every instance). values: the eval-T<t>.json metrics, plus
     from the samples-T<t>.jsonl beside it 'words' (mean whitespace words per sample) and 'top-share' (the share of
     samples equal to the most frequent one)."""
     folder = Path(folder)
     found = {}
-    for model, by_seed in runs_by_model(folder, models, every_instance, latest=True).items():
+    for model, by_seed in runs_by_model(folder, models, every_instance, latest=True, bench=bench).items():
         for seed, run in by_seed.items():
             for report in sorted(run.glob("eval-T*.json")):
                 t = float(report.stem[len("eval-T"):])
@@ -280,3 +283,12 @@ def final_mean(rows: list, key: str, last: int = 10) -> float:
     """The mean of `key` over the last `last` steps of a metrics.jsonl (rows that have it)."""
     values = [r[key] for r in rows if key in r][-last:]
     return float(np.mean(values)) if values else math.nan
+
+
+def window_means(rows: list, keys: list, window: int = 10) -> dict:
+    """The generator steps of a metrics.jsonl (the rows with policy/loss) -> {"first": [...], "last": [...]}: the
+    mean of each of `keys` over the first and over the last `window` steps (NaN without steps)."""
+    steps = [r for r in rows if "policy/loss" in r]
+    n = min(window, len(steps))
+    return {end: [float(np.mean([r[key] for r in part])) if part else math.nan for key in keys]
+            for end, part in (("first", steps[:n]), ("last", steps[-n:] if n else []))}

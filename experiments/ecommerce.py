@@ -15,6 +15,12 @@ reviews for the judges table. Then for each seed:
         advgen sample RUN --n N --temperature T                     (prompts: the test split's ratings)
         advgen evaluate <samples> --metrics bleu,self-bleu,distinct --scorer <every judge and reward scorer>
 
+and for the long texts (GROUPS["long"]: does a remedy keep the discriminator from winning at once?):
+
+    reviews-mle-s<seed>     advgen pretrain --preset quick --field review --condition department,rating --max-target-tokens 48
+    reviews-<v>-s<seed>     advgen adversarial --preset quick --init reviews-mle-s<seed> <SETTINGS[reviews-<v>]>
+    each measured as above, without the title scorers (BLEU against the test reviews)
+
 The style reward's target is each prompt's own sentiment (the rating the prompt states). Checkpoints stay in the
 work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/:
 - each run's config.json, metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json;
@@ -66,12 +72,21 @@ SETTINGS = {
     "kl1": ["--kl-coef", 1.0],
     # The remedies of issue 20 (run.py's COCO variants), each on the realism row: their titles frontiers.
     **{variant: VARIANTS[variant] for variant in REMEDIES},
+    # When the discriminator wins at once (long texts): reviews of ~45 tokens, realism only, plain and with the two
+    # remedies that keep a signal for the generator (run names reviews-<realism|dtarget|dense>-s<seed>).
+    "reviews-realism": [],
+    "reviews-dtarget": VARIANTS["dtarget"],
+    "reviews-dense": VARIANTS["dense"],
 }
 # What each table and figure compares.
 GROUPS = {"steering": ["realism", "style1", "style3", "click1", "click3", "style3-click1"],
           "baselines": ["baseline-none", "baseline-ema", "realism", "baseline-self-critical"],
           "kl": ["kl0.05", "kl0.2", "realism", "kl1"],
-          "remedies": ["realism", *REMEDIES]}
+          "remedies": ["realism", *REMEDIES],
+          "long": ["reviews-realism", "reviews-dtarget", "reviews-dense"]}
+# What each corpus's generator is trained on: titles conditioned on the rating, reviews on department and rating.
+TASKS = {"titles": ["--condition", "rating"],
+         "reviews": ["--field", "review", "--condition", "department,rating", "--max-target-tokens", 48]}
 # name: (corpus half, train-scorer flags). Titles: the quick scorer preset; reviews: tasks.py's smaller reviews one.
 SCORERS = {
     "sentiment-reward": ("even", ["--preset", "quick", "--kind", "style", "--label", "sentiment"]),
@@ -95,7 +110,7 @@ SMOKE = dict(pretrain=["--preset", "quick", "--generator", "scratch:gpt2-tiny", 
                           "--checkpoint-every", 1, "--log-samples-every", 1],
              scorer=["--model", "scratch:bert-tiny", "--max-steps", 4, "--eval-every", 2, "--max-length", 32],
              n=24, temperatures=[1.0], variance=["--batches", 2, "--prompts", 2, "--k", 2, "--ema-warmup", 1],
-             sweep="0.5,1.0,1.5", sweep_n=24, seeds="0", settings="realism,style3-click1")
+             sweep="0.5,1.0,1.5", sweep_n=24, seeds="0", settings="realism,style3-click1,reviews-dtarget")
 
 
 def scorers(root: Path, logs: Path, settings: dict, names: list, log: Path) -> dict:
@@ -114,12 +129,13 @@ def scorers(root: Path, logs: Path, settings: dict, names: list, log: Path) -> d
     return folders
 
 
-def judge(texts: Path, report: Path, judges: dict, log: Path) -> None:
-    """A samples file (or real titles) -> its report: BLEU against the test titles, Self-BLEU, distinct-n and the
-    verdict of every title scorer (written atomically, so an older report stays until the new one is complete)."""
-    advgen("evaluate", texts, "--references", "test", "--field", "title", "--pairing", "unpaired",
-           "--metrics", "bleu,self-bleu,distinct", *[arg for name in TITLE_SCORERS for arg in ("--scorer", judges[name])],
-           "--out", report, log=log)
+def judge(texts: Path, report: Path, judges: dict, log: Path, field: str = "title") -> None:
+    """A samples file (or real titles) -> its report: BLEU against the test split's texts of `field`, Self-BLEU,
+    distinct-n and, for titles, the verdict of every title scorer (written atomically, so an older report stays until
+    the new one is complete)."""
+    scorers = [arg for name in TITLE_SCORERS for arg in ("--scorer", judges[name])] if field == "title" else []
+    advgen("evaluate", texts, "--references", "test", "--field", field, "--pairing", "unpaired",
+           "--metrics", "bleu,self-bleu,distinct", *scorers, "--out", report, log=log)
 
 
 def rejudge(logs: Path, judges: dict, log: Path) -> None:
@@ -132,7 +148,7 @@ def rejudge(logs: Path, judges: dict, log: Path) -> None:
     record = logs / "judges.json"
     if record.is_file() and json.loads(record.read_text()) == current:
         return
-    for report in sorted(logs.glob("*/eval-T*.json")):
+    for report in sorted(logs.glob("titles-*/eval-T*.json")):
         judge(report.with_name(report.name.replace("eval-", "samples-") + "l"), report, judges, log)
     if (logs / "data-valid.json").is_file():
         judge(logs / "data-valid-titles.jsonl", logs / "data-valid.json", judges, log)
@@ -140,7 +156,8 @@ def rejudge(logs: Path, judges: dict, log: Path) -> None:
 
 
 def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) -> None:
-    """Samples of a run at each temperature, prompted by the test split, and their report with every scorer."""
+    """Samples of a run at each temperature, prompted by the test split, and their report (titles: with every
+    scorer)."""
     target.mkdir(parents=True, exist_ok=True)
     for name in RUN_LOGS:
         shutil.copy2(run / name, target / name)
@@ -149,7 +166,7 @@ def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) ->
         if not samples.is_file():
             advgen("sample", run, "--n", settings["n"], "--temperature", t, "--out", samples, log=log)
         if not report.is_file():
-            judge(samples, report, judges, log)
+            judge(samples, report, judges, log, "title" if target.name.startswith("titles-") else "review")
 
 
 def data_reference(run: Path, logs: Path, judges: dict, settings: dict, log: Path) -> None:
@@ -195,20 +212,53 @@ def baseline_variance(run: Path, target: Path, seed: int, settings: dict, log: P
 
 
 def complete(target: Path, settings: dict) -> bool:
-    """Every log of a run is in TARGET: for the MLE and realism runs their sweep.csv too, and for a realism run its
-    baseline-variance report."""
+    """Every log of a run is in TARGET: for the titles' MLE, realism and remedy runs their sweep.csv too, and for
+    a titles realism run its baseline-variance report."""
     names = RUN_LOGS + [f"eval-T{t:.2f}.json" for t in settings["temperatures"]]
-    setting = target.name.split("-", 1)[1].rsplit("-s", 1)[0]
-    names += ["sweep.csv"] * (setting in FRONTIER) + ["baseline-variance.json"] * (setting == "realism")
+    corpus, setting = target.name.rsplit("-s", 1)[0].split("-", 1)
+    titles = corpus == "titles"
+    names += ["sweep.csv"] * (titles and setting in FRONTIER) + ["baseline-variance.json"] * (titles and setting == "realism")
     return all((target / name).is_file() for name in names)
 
 
-def done(seed: int, chosen: list, logs: Path, settings: dict) -> bool:
-    """The seed's latest MLE instance in `logs` (the seed itself or a retrain's label <seed>r<k>) and each chosen
-    setting's run started from it are complete."""
-    labels = [path.name.rsplit("-s", 1)[1] for path in common.instances(logs, "titles-mle", seed)]
+def run_name(corpus: str, setting: str, label: str) -> str:
+    """titles-style1-s0, reviews-dtarget-s0 (the setting reviews-dtarget), titles-mle-s0r1."""
+    return f"{corpus}-{setting.removeprefix(corpus + '-')}-s{label}"
+
+
+def done(corpus: str, seed: int, chosen: list, logs: Path, settings: dict) -> bool:
+    """The seed's latest MLE instance of `corpus` in `logs` (the seed itself or a retrain's label <seed>r<k>) and each
+    chosen setting's run started from it are complete."""
+    labels = [path.name.rsplit("-s", 1)[1] for path in common.instances(logs, f"{corpus}-mle", seed)]
     label = max(labels, key=common.seed_order, default=None)
-    return label is not None and all(complete(logs / f"titles-{s}-s{label}", settings) for s in ["mle", *chosen])
+    return label is not None and all(complete(logs / run_name(corpus, s, label), settings) for s in ["mle", *chosen])
+
+
+def chain(corpus: str, seed: int, wanted: list, work: Path, logs: Path, judges: dict, settings: dict, log: Path) -> None:
+    """One seed's MLE generator of `corpus` (TASKS) and the adversarial runs of the `wanted` settings started from it,
+    each measured (the titles' frontier runs swept too). A lost MLE checkpoint is trained again; on another machine it
+    differs, and is logged with the runs started from it under a new seed label (common.mle_instance, as run.py
+    does). Every wanted setting runs from this MLE generator, also one logged from an earlier instance of the seed:
+    the tables read each seed's latest instance, and a table's rows share their MLE generator."""
+    mle_folder = work / f"{corpus}-mle-s{seed}"
+    train("pretrain", mle_folder, [*settings["pretrain"], *TASKS[corpus], "--seed", seed], log)
+    label = common.mle_instance(logs, f"{corpus}-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
+    titles = corpus == "titles"
+    measure(mle_folder, logs / run_name(corpus, "mle", label), judges, settings, log)
+    if titles:
+        sweep(mle_folder, logs / run_name(corpus, "mle", label), settings, log)
+    rewards = {"style": ["--style-scorer", judges["sentiment-reward"]], "click": ["--click-scorer", judges["click-reward"]]}
+    for setting in [s for s in wanted if not complete(logs / run_name(corpus, s, label), settings)]:
+        name = run_name(corpus, setting, label)
+        flags = [str(f) for f in SETTINGS[setting]]
+        scorer_flags = [arg for kind in ("style", "click") if f"--w-{kind}" in flags for arg in rewards[kind]]
+        train("adversarial", work / name, [*settings["adversarial"], "--init", mle_folder, "--seed", seed,
+                                           *flags, *scorer_flags], log)
+        measure(work / name, logs / name, judges, settings, log)
+        if titles and setting in FRONTIER:
+            sweep(work / name, logs / name, settings, log)
+        if titles and setting == "realism":
+            baseline_variance(work / name, logs / name, seed, settings, log)
 
 
 def main(argv=None) -> None:
@@ -234,35 +284,19 @@ def main(argv=None) -> None:
                                                     "temperatures": settings["temperatures"]}, indent=1, default=str) + "\n")
     judges = scorers(work, logs, settings, TITLE_SCORERS, log)
     rejudge(logs, judges, log)
-    rewards = {"style": ["--style-scorer", judges["sentiment-reward"]], "click": ["--click-scorer", judges["click-reward"]]}
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
-        if done(seed, chosen, logs, settings):
-            print(f"seed {seed}: complete in {logs}, skipped", flush=True)
-            continue
-        # A lost MLE checkpoint is trained again; on another machine it differs, and is logged with the runs started
-        # from it under a new seed label (common.mle_instance, as run.py does).
-        mle_folder = work / f"titles-mle-s{seed}"
-        train("pretrain", mle_folder, [*settings["pretrain"], "--condition", "rating", "--seed", seed], log)
-        label = common.mle_instance(logs, "titles-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
-        measure(mle_folder, logs / f"titles-mle-s{label}", judges, settings, log)
-        sweep(mle_folder, logs / f"titles-mle-s{label}", settings, log)
-        # every chosen setting runs from this MLE generator, also one logged from an earlier instance of the seed:
-        # the tables read each seed's latest instance, and a table's rows share their MLE generator
-        todo = [s for s in chosen if not complete(logs / f"titles-{s}-s{label}", settings)]
-        for setting in todo:
-            name = f"titles-{setting}-s{label}"
-            flags = [str(f) for f in SETTINGS[setting]]
-            scorer_flags = [arg for kind in ("style", "click") if f"--w-{kind}" in flags for arg in rewards[kind]]
-            train("adversarial", work / name, [*settings["adversarial"], "--init", mle_folder, "--seed", seed,
-                                               *flags, *scorer_flags], log)
-            measure(work / name, logs / name, judges, settings, log)
-            if setting in FRONTIER:
-                sweep(work / name, logs / name, settings, log)
-            if setting == "realism":
-                baseline_variance(work / name, logs / name, seed, settings, log)
-        print(f"seed {seed}: logs in {logs}", flush=True)
+        for corpus in TASKS:
+            wanted = [s for s in chosen if (s in GROUPS["long"]) == (corpus == "reviews")]
+            if not wanted:
+                continue
+            if done(corpus, seed, wanted, logs, settings):
+                print(f"seed {seed}: complete in {logs}, skipped ({corpus})", flush=True)
+                continue
+            chain(corpus, seed, wanted, work, logs, judges, settings, log)
+            print(f"seed {seed}: logs in {logs} ({corpus})", flush=True)
     first = logs / f"titles-mle-s{(args.seeds or settings['seeds']).split(',')[0]}"
-    data_reference(first, logs, judges, settings, log)  # the splits are the same for every seed
+    if (first / "config.json").is_file():
+        data_reference(first, logs, judges, settings, log)  # the splits are the same for every seed
     scorers(work, logs, settings, [name for name in SCORERS if name not in TITLE_SCORERS], log)  # the judges table's
     if args.smoke:  # the e-commerce figures and tables of the smoke logs
         subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs.parent),

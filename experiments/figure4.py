@@ -18,7 +18,7 @@ def main():
     runs = Path(args.runs)
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.5))
-    found = common.runs_by_model(runs, common.group(runs, "baselines"), latest=True)
+    found = common.runs_by_model(runs, common.group(runs, "baselines"), latest=True, bench="titles")
     for i, (setting, by_seed) in enumerate(found.items()):
         metrics = [common.read_jsonl(run / "metrics.jsonl") for run in by_seed.values()]
         for ax, (key, label) in zip(axes, PANELS):

@@ -19,7 +19,7 @@ AT = 0.20
 
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
-    sweeps = common.sweeps(Path(args.runs), list(MODELS), every_instance=True)
+    sweeps = common.sweeps(Path(args.runs), list(MODELS), every_instance=True, bench="titles")
     rows = goal_rows(sweeps, "test titles", {m: label for m, (label, _) in MODELS.items()}, GRID, AT)
     print(common.write_table(args.out, "table13", header(AT), rows, NOTE.format(grid="every 0.02 from 0.10 to 0.30")))
 

@@ -23,10 +23,9 @@ def main():
             continue
         ends = {}  # (seed, "first"/"last") -> the column means
         for seed, run in runs.items():
-            steps = [r for r in common.read_jsonl(run / "metrics.jsonl") if "policy/loss" in r]
-            window = min(WINDOW, len(steps))
-            for end, part in (("first", steps[:window]), ("last", steps[-window:])):
-                ends[seed, end] = [float(np.mean([r[key] for r in part])) if part else float("nan") for key, _ in COLUMNS]
+            means = common.window_means(common.read_jsonl(run / "metrics.jsonl"), [key for key, _ in COLUMNS], WINDOW)
+            for end in ("first", "last"):
+                ends[seed, end] = means[end]
         rows += [[common.MODELS[model], f"seed {seed}", end, *(f"{v:.3f}" for v in ends[seed, end])]
                  for seed in runs for end in ("first", "last")]
         for end in ("first", "last"):

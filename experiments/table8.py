@@ -16,7 +16,7 @@ KINDS = {"baseline-none": "none", "baseline-ema": "ema", "realism": "loo", "base
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     runs = Path(args.runs)
-    found = common.runs_by_model(runs, common.group(runs, "baselines"), latest=True)
+    found = common.runs_by_model(runs, common.group(runs, "baselines"), latest=True, bench="titles")
     evaluations = common.evaluations(runs, list(found))
     variance = {seed: json.loads((run / "baseline-variance.json").read_text())
                 for seed, run in found.get("realism", {}).items() if (run / "baseline-variance.json").is_file()}

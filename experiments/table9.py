@@ -15,7 +15,7 @@ COLUMNS = [("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", 
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     runs = Path(args.runs)
-    found = common.runs_by_model(runs, ["mle", *common.group(runs, "kl")], latest=True)
+    found = common.runs_by_model(runs, ["mle", *common.group(runs, "kl")], latest=True, bench="titles")
     evaluations = common.evaluations(runs, list(found))
     rows = []
     for setting, by_seed in found.items():

@@ -231,6 +231,14 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     for name in ("figure3", "figure4", "figure5"):
         assert (tmp_path / "paper" / "figures" / f"{name}.png").is_file()
     assert (tmp_path / "paper" / "tables" / "table13.md").read_text().startswith("| references |")
+    # the long texts: reviews from their own MLE generator, measured without the title scorers, in table 14 only
+    for run in ("reviews-mle-s0", "reviews-dtarget-s0"):
+        metrics = json.loads((logs / run / "eval-T1.00.json").read_text())["metrics"]
+        assert 0 <= metrics["self-bleu-4"] <= 1 and not any(key.startswith(("style", "click")) for key in metrics)
+        assert json.loads((logs / run / "config.json").read_text())["pretrain"]["field"] == "review"
+    assert json.loads((logs / "reviews-dtarget-s0" / "config.json").read_text())["adversarial"]["disc_target_accuracy"] == 0.7
+    table14 = list(csv.reader((tmp_path / "paper" / "tables" / "table14.csv").open()))
+    assert [row[0] for row in table14[1:]] == ["MLE (reference)", "target-accuracy discriminator"]
     # A finished chain is skipped; an unknown setting is refused before anything runs.
     again = ecommerce()
     assert again.returncode == 0 and "seed 0: complete" in again.stdout and "$ advgen" not in again.stdout, again.stdout
@@ -243,17 +251,19 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     assert rejudged.returncode == 0, rejudged.stdout[-3000:] + rejudged.stderr[-3000:]
     assert rejudged.stdout.count("$ advgen evaluate") == 4  # 3 runs at T=1 and the validation titles
     assert "advgen train-scorer" not in rejudged.stdout and json.loads((logs / "judges.json").read_text()) == record
-    # A committed MLE that is not the work folder's checkpoint (trained on another machine): a missing setting is
-    # trained from the work folder's MLE and logged, with that MLE, under the seed label 0r1.
+    # A committed MLE that is not the work folder's checkpoint (trained on another machine), and a setting missing:
+    # every setting of the seed runs again from the work folder's MLE, logged with it under the seed label 0r1 (the
+    # tables read the latest instance, so their rows share one MLE); the first instance's logs stay.
     summary = json.loads((logs / "titles-mle-s0" / "summary.json").read_text())
     (logs / "titles-mle-s0" / "summary.json").write_text(json.dumps({**summary, "valid_ppl": summary["valid_ppl"] + 1}))
     shutil.rmtree(logs / "titles-style3-click1-s0")
     retrained = ecommerce()
     assert retrained.returncode == 0, retrained.stdout[-3000:] + retrained.stderr[-3000:]
-    assert "advgen pretrain" not in retrained.stdout and retrained.stdout.count("advgen adversarial") == 1
-    assert complete_logs(logs / "titles-mle-s0r1") and complete_logs(logs / "titles-style3-click1-s0r1")
+    assert "advgen pretrain" not in retrained.stdout and retrained.stdout.count("advgen adversarial") == 2
+    for run in ("titles-mle-s0r1", "titles-realism-s0r1", "titles-style3-click1-s0r1", "titles-realism-s0"):
+        assert complete_logs(logs / run), run
     assert json.loads((logs / "titles-mle-s0r1" / "summary.json").read_text()) == summary
-    assert not (logs / "titles-realism-s0r1").exists()  # finished under seed 0: kept, not trained again
+    assert (logs / "titles-realism-s0r1" / "sweep.csv").is_file() and not (logs / "reviews-mle-s0r1").exists()
 
 
 def complete_logs(folder: Path) -> bool:
