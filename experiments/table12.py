@@ -35,20 +35,20 @@ def verdict(grid: np.ndarray, mle: np.ndarray, adv: np.ndarray, at: float = AT) 
     def where(holds) -> list:
         return [float(g) for i, g in enumerate(grid) if reached[i] and holds(i)]
 
-    at = np.flatnonzero(np.isclose(grid, at))
+    quoted = np.flatnonzero(np.isclose(grid, at))
     return {"reached": where(lambda i: True),
             "ahead": where(lambda i: diff[:, i].mean() < 0),
             "every": where(lambda i: (diff[:, i] < 0).all()),
             "adversarial separated": where(lambda i: a_mean[i] + a_std[i] < m_mean[i] - m_std[i]),
             "mle separated": where(lambda i: m_mean[i] + m_std[i] < a_mean[i] - a_std[i]),
-            "at": diff[:, at[0]] if len(at) and reached[at[0]] else None}
+            "at": diff[:, quoted[0]] if len(quoted) and reached[quoted[0]] else None}
 
 
 def goal_rows(sweeps: dict, references: str, names: dict, grid: np.ndarray, at: float = AT) -> list:
     """One row per adversarial model of `sweeps` (common.sweeps, every instance) paired with MLE at the matched
     BLEU-4 values `grid`: the readings of `verdict` and the goal's."""
     rows = []
-    for model, n, grid, pairs, mle, adv in matched(sweeps, {4: grid}):
+    for model, _, _, pairs, mle, adv in matched(sweeps, {4: grid}):
         v = verdict(grid, mle, adv, at)
         if not v["reached"]:
             continue

@@ -25,11 +25,12 @@ def main():
     judged = common.evaluations(runs, list(found), bench="reviews")
     rows = []
     for setting, by_seed in found.items():
-        ends = [common.window_means(common.read_jsonl(run / "metrics.jsonl"), [k for k, _ in DYNAMICS])
-                for run in by_seed.values()]
-        dynamics = [f"{common.fmt(*common.mean_std([e['first'][i] for e in ends]))} -> "
-                    f"{common.fmt(*common.mean_std([e['last'][i] for e in ends]))}" if setting != "mle" else "–"
-                    for i in range(len(DYNAMICS))]
+        dynamics = ["–"] * len(DYNAMICS)  # the MLE run has no adversarial steps
+        if setting != "mle":
+            ends = [common.window_means(common.read_jsonl(run / "metrics.jsonl"), [k for k, _ in DYNAMICS])
+                    for run in by_seed.values()]
+            dynamics = [f"{common.fmt(*common.mean_std([e['first'][i] for e in ends]))} -> "
+                        f"{common.fmt(*common.mean_std([e['last'][i] for e in ends]))}" for i in range(len(DYNAMICS))]
         at_1 = [judged.get(setting, {}).get(seed, {}).get(1.0) for seed in by_seed]
         samples = [common.fmt(*common.mean_std([v[key] for v in at_1 if v])) for key, _ in SAMPLES]
         rows.append([SETTINGS[setting], len(by_seed), *dynamics, *samples])
