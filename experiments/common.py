@@ -21,7 +21,7 @@ MODELS = {"mle": "advgen MLE", "adv": "advgen adversarial", "cold": "adversarial
           "dense": "adversarial, dense rewards (ScratchGAN)", "ppo": "adversarial, PPO (4 clipped epochs)"}
 COLORS = {"mle": "tab:blue", "adv": "tab:red", "cold": "tab:green", "mleterm": "tab:purple", "dtarget": "tab:orange",
           "dense": "tab:brown", "ppo": "tab:olive"}
-RUN_NAME = re.compile(r"^(?P<bench>[a-z]+)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+(?:r\d+)?)$")
+RUN_NAME = re.compile(r"^(?P<bench>[a-z][a-z0-9]*)-(?P<model>[a-z0-9.-]+)-s(?P<seed>\d+(?:r\d+)?)$")
 HELD_OUT = "sweep-held-out.csv"  # a run's BLEU against the held-out train captions, beside its sweep.csv
 SAME_MODEL = ("steps", "valid_ppl", "test_ppl")  # summary.json entries that tell two MLE checkpoints apart
 

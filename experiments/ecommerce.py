@@ -21,6 +21,12 @@ and for the long texts (GROUPS["long"]: does a remedy keep the discriminator fro
     reviews-<v>-s<seed>     advgen adversarial --preset quick --init reviews-mle-s<seed> <SETTINGS[reviews-<v>]>
     each measured as above, without the title scorers (BLEU against the test reviews)
 
+and a pretrained generator on the titles task (GROUPS["pretrained"], TASKS["smollm2"]'s short CPU recipe):
+
+    smollm2-mle-s<seed>     advgen pretrain --preset smollm2 --field title --condition rating --max-steps 120 ...
+    smollm2-<v>-s<seed>     advgen adversarial --preset quick --init smollm2-mle-s<seed> --gen-lr 2e-5 ... <SETTINGS[smollm2-<v>]>
+    each measured as the titles runs are (not swept: a SmolLM2 sweep would take hours on 2 CPU cores)
+
 The style reward's target is each prompt's own sentiment (the rating the prompt states). Checkpoints stay in the
 work folder (runs/paper-ecommerce); the logs that paper/ reads go to paper/runs/ecommerce/:
 - each run's config.json, metrics.jsonl, samples.jsonl and summary.json, its samples-T<t>.jsonl and eval-T<t>.json;
@@ -77,16 +83,36 @@ SETTINGS = {
     "reviews-realism": [],
     "reviews-dtarget": VARIANTS["dtarget"],
     "reviews-dense": VARIANTS["dense"],
+    # A pretrained generator: SmolLM2-135M on titles, realism only and with the style reward (run names
+    # smollm2-<realism|style3>-s<seed>), beside the from-scratch generator's rows of the same settings.
+    "smollm2-realism": [],
+    "smollm2-style3": ["--w-style", 3],
 }
 # What each table and figure compares.
 GROUPS = {"steering": ["realism", "style1", "style3", "click1", "click3", "style3-click1"],
           "baselines": ["baseline-none", "baseline-ema", "realism", "baseline-self-critical"],
           "kl": ["kl0.05", "kl0.2", "realism", "kl1"],
           "remedies": ["realism", *REMEDIES],
-          "long": ["reviews-realism", "reviews-dtarget", "reviews-dense"]}
-# What each corpus's generator is trained on: titles conditioned on the rating, reviews on department and rating.
-TASKS = {"titles": ["--condition", "rating"],
-         "reviews": ["--field", "review", "--condition", "department,rating", "--max-target-tokens", 48]}
+          "long": ["reviews-realism", "reviews-dtarget", "reviews-dense"],
+          "pretrained": ["smollm2-realism", "smollm2-style3"]}
+# Each corpus's generator (run names <corpus>-<setting>-s<seed>): how it is trained, and the adversarial recipe its
+# runs start from (a setting's flags come after it). titles: the quick preset's from-scratch GPT-2 on titles
+# conditioned on the rating; reviews: the same on reviews conditioned on department and rating; smollm2: the packaged
+# pretrained SmolLM2-135M fine-tuned on the titles task, kept short for 2 CPU cores (batch 8, 120 steps, its
+# validation on 10 batches; 30 adversarial steps of 32 samples at a generator learning rate for a pretrained model).
+TASKS = {
+    "titles": dict(pretrain=["--preset", "quick", "--condition", "rating"],
+                   adversarial=["--preset", "quick", "--max-steps", 100]),
+    "reviews": dict(pretrain=["--preset", "quick", "--field", "review", "--condition", "department,rating",
+                              "--max-target-tokens", 48],
+                    adversarial=["--preset", "quick", "--max-steps", 100]),
+    "smollm2": dict(pretrain=["--preset", "smollm2", "--field", "title", "--condition", "rating",
+                              "--max-target-tokens", 24, "--grad-accum", 1, "--lr", 1e-4, "--warmup-steps", 10,
+                              "--max-steps", 120, "--eval-every", 40, "--eval-batches", 10, "--test-batches", 25],
+                    adversarial=["--preset", "quick", "--gen-lr", 2e-5, "--prompts-per-step", 8, "--disc-warmup", 20,
+                                 "--max-steps", 30, "--checkpoint-every", 10, "--eval-samples", 200]),
+}
+TITLES = ("titles", "smollm2")  # the corpora of titles: judged by the title scorers
 # name: (corpus half, train-scorer flags). Titles: the quick scorer preset; reviews: tasks.py's smaller reviews one.
 SCORERS = {
     "sentiment-reward": ("even", ["--preset", "quick", "--kind", "style", "--label", "sentiment"]),
@@ -101,7 +127,7 @@ TITLE_SCORERS = [name for name in SCORERS if not name.startswith("review-")]
 RUN_LOGS = ["config.json", "metrics.jsonl", "samples.jsonl", "summary.json"]
 SAME_SCORER = ("steps", "valid_loss", "test_loss")  # summary.json entries that tell two trained scorers apart
 
-FULL = dict(pretrain=["--preset", "quick"], adversarial=["--preset", "quick", "--max-steps", 100], scorer=[],
+FULL = dict(pretrain=[], adversarial=[], scorer=[],
             n=1000, temperatures=[0.8, 1.0], variance=[], sweep="0.5:1.5:0.1", sweep_n=2000, seeds="0,1,2")
 SMOKE = dict(pretrain=["--preset", "quick", "--generator", "scratch:gpt2-tiny", "--tokenizer", "corpus:300",
                        "--max-steps", 8, "--eval-every", 4, "--batch-size", 16],
@@ -110,7 +136,7 @@ SMOKE = dict(pretrain=["--preset", "quick", "--generator", "scratch:gpt2-tiny", 
                           "--checkpoint-every", 1, "--log-samples-every", 1],
              scorer=["--model", "scratch:bert-tiny", "--max-steps", 4, "--eval-every", 2, "--max-length", 32],
              n=24, temperatures=[1.0], variance=["--batches", 2, "--prompts", 2, "--k", 2, "--ema-warmup", 1],
-             sweep="0.5,1.0,1.5", sweep_n=24, seeds="0", settings="realism,style3-click1,reviews-dtarget")
+             sweep="0.5,1.0,1.5", sweep_n=24, seeds="0", settings="realism,style3-click1,reviews-dtarget,smollm2-style3")
 
 
 def scorers(root: Path, logs: Path, settings: dict, names: list, log: Path) -> dict:
@@ -148,7 +174,7 @@ def rejudge(logs: Path, judges: dict, log: Path) -> None:
     record = logs / "judges.json"
     if record.is_file() and json.loads(record.read_text()) == current:
         return
-    for report in sorted(logs.glob("titles-*/eval-T*.json")):
+    for report in sorted(r for corpus in TITLES for r in logs.glob(f"{corpus}-*/eval-T*.json")):
         judge(report.with_name(report.name.replace("eval-", "samples-") + "l"), report, judges, log)
     if (logs / "data-valid.json").is_file():
         judge(logs / "data-valid-titles.jsonl", logs / "data-valid.json", judges, log)
@@ -166,7 +192,7 @@ def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) ->
         if not samples.is_file():
             advgen("sample", run, "--n", settings["n"], "--temperature", t, "--out", samples, log=log)
         if not report.is_file():
-            judge(samples, report, judges, log, "title" if target.name.startswith("titles-") else "review")
+            judge(samples, report, judges, log, "title" if corpus_of(target.name) in TITLES else "review")
 
 
 def data_reference(run: Path, logs: Path, judges: dict, settings: dict, log: Path) -> None:
@@ -216,9 +242,16 @@ def complete(target: Path, settings: dict) -> bool:
     a titles realism run its baseline-variance report."""
     names = RUN_LOGS + [f"eval-T{t:.2f}.json" for t in settings["temperatures"]]
     corpus, setting = target.name.rsplit("-s", 1)[0].split("-", 1)
-    titles = corpus == "titles"
+    titles = corpus == "titles"  # the from-scratch titles generator: the one swept (a SmolLM2 sweep costs hours)
     names += ["sweep.csv"] * (titles and setting in FRONTIER) + ["baseline-variance.json"] * (titles and setting == "realism")
     return all((target / name).is_file() for name in names)
+
+
+def corpus_of(name: str) -> str:
+    """The corpus (TASKS) of a setting or a run name: reviews-dtarget -> reviews, smollm2-style3-s0 -> smollm2, and
+    every other setting -> titles."""
+    head = name.split("-", 1)[0]
+    return head if head in TASKS else "titles"
 
 
 def run_name(corpus: str, setting: str, label: str) -> str:
@@ -241,7 +274,7 @@ def chain(corpus: str, seed: int, wanted: list, work: Path, logs: Path, judges: 
     does). Every wanted setting runs from this MLE generator, also one logged from an earlier instance of the seed:
     the tables read each seed's latest instance, and a table's rows share their MLE generator."""
     mle_folder = work / f"{corpus}-mle-s{seed}"
-    train("pretrain", mle_folder, [*settings["pretrain"], *TASKS[corpus], "--seed", seed], log)
+    train("pretrain", mle_folder, [*TASKS[corpus]["pretrain"], *settings["pretrain"], "--seed", seed], log)
     label = common.mle_instance(logs, f"{corpus}-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
     titles = corpus == "titles"
     measure(mle_folder, logs / run_name(corpus, "mle", label), judges, settings, log)
@@ -252,8 +285,8 @@ def chain(corpus: str, seed: int, wanted: list, work: Path, logs: Path, judges: 
         name = run_name(corpus, setting, label)
         flags = [str(f) for f in SETTINGS[setting]]
         scorer_flags = [arg for kind in ("style", "click") if f"--w-{kind}" in flags for arg in rewards[kind]]
-        train("adversarial", work / name, [*settings["adversarial"], "--init", mle_folder, "--seed", seed,
-                                           *flags, *scorer_flags], log)
+        train("adversarial", work / name, [*TASKS[corpus]["adversarial"], *settings["adversarial"], "--init",
+                                           mle_folder, "--seed", seed, *flags, *scorer_flags], log)
         measure(work / name, logs / name, judges, settings, log)
         if titles and setting in FRONTIER:
             sweep(work / name, logs / name, settings, log)
@@ -280,13 +313,15 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     log = work / "experiments.log"
-    (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "groups": GROUPS, "adversarial": settings["adversarial"],
-                                                    "temperatures": settings["temperatures"]}, indent=1, default=str) + "\n")
+    (logs / "settings.json").write_text(json.dumps({"settings": SETTINGS, "groups": GROUPS, "tasks": TASKS,
+                                                    "overrides": {k: settings[k] for k in ("pretrain", "adversarial")},
+                                                    "temperatures": settings["temperatures"]},
+                                                   indent=1, default=str) + "\n")
     judges = scorers(work, logs, settings, TITLE_SCORERS, log)
     rejudge(logs, judges, log)
     for seed in [int(s) for s in (args.seeds or settings["seeds"]).split(",")]:
         for corpus in TASKS:
-            wanted = [s for s in chosen if (s in GROUPS["long"]) == (corpus == "reviews")]
+            wanted = [s for s in chosen if corpus_of(s) == corpus]
             if not wanted:
                 continue
             if done(corpus, seed, wanted, logs, settings):

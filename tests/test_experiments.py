@@ -239,6 +239,19 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     assert json.loads((logs / "reviews-dtarget-s0" / "config.json").read_text())["adversarial"]["disc_target_accuracy"] == 0.7
     table14 = list(csv.reader((tmp_path / "paper" / "tables" / "table14.csv").open()))
     assert [row[0] for row in table14[1:]] == ["MLE (reference)", "target-accuracy discriminator"]
+    # the pretrained generator's chain (SmolLM2 in full runs; the smoke sizes swap in the tiny model): titles judged
+    # by the title scorers, not swept, in table 15 beside the from-scratch rows of the same settings
+    for run in ("smollm2-mle-s0", "smollm2-style3-s0"):
+        assert "style-accuracy/scorer-sentiment-judge" in json.loads((logs / run / "eval-T1.00.json").read_text())["metrics"]
+        assert not (logs / run / "sweep.csv").exists()
+    pretrain = json.loads((logs / "smollm2-style3-s0" / "config.json").read_text())["pretrain"]
+    assert (pretrain["field"], pretrain["condition"], pretrain["lr"], pretrain["max_steps"]) == ("title", ["rating"], 1e-4, 8)
+    table15 = list(csv.reader((tmp_path / "paper" / "tables" / "table15.csv").open()))
+    assert [(row[0][:4], row[1], row[5]) for row in table15[1:]] == [
+        ("from", "mle", "1.0"), ("from", "realism", "1.0"), ("Smol", "mle", "1.0"), ("Smol", "style3", "1.0")]
+    samples = list(csv.reader((tmp_path / "paper" / "tables" / "table15-samples.csv").open()))
+    assert len(samples) == 1 + 4 * 10 and {row[2] for row in samples[1:]} == {
+        "titles-mle-s0", "titles-realism-s0", "smollm2-mle-s0", "smollm2-style3-s0"}
     # A finished chain is skipped; an unknown setting is refused before anything runs.
     again = ecommerce()
     assert again.returncode == 0 and "seed 0: complete" in again.stdout and "$ advgen" not in again.stdout, again.stdout
@@ -249,7 +262,7 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     (logs / "judges.json").write_text(json.dumps({**record, "click-judge": {"steps": -1}}))
     rejudged = ecommerce()
     assert rejudged.returncode == 0, rejudged.stdout[-3000:] + rejudged.stderr[-3000:]
-    assert rejudged.stdout.count("$ advgen evaluate") == 4  # 3 runs at T=1 and the validation titles
+    assert rejudged.stdout.count("$ advgen evaluate") == 6  # 5 title runs at T=1 and the validation titles
     assert "advgen train-scorer" not in rejudged.stdout and json.loads((logs / "judges.json").read_text()) == record
     # A committed MLE that is not the work folder's checkpoint (trained on another machine), and a setting missing:
     # every setting of the seed runs again from the work folder's MLE, logged with it under the seed label 0r1 (the
