@@ -25,7 +25,8 @@ def main():
     runs = Path(args.runs)
     rows, examples = [], []
     for bench, generator in GENERATORS.items():
-        found = common.runs_by_model(runs, list(SETTINGS), latest=True, bench=bench)
+        found = common.runs_by_model(runs, list(SETTINGS), latest=True, bench=bench,
+                                     needs=("summary.json", "eval-T1.00.json"))  # measured to the end (T=1 is last)
         judged = common.evaluations(runs, list(found), bench=bench)
         for setting, by_seed in found.items():
             summaries = [json.loads((run / "summary.json").read_text()) for run in by_seed.values()]
