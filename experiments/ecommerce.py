@@ -332,7 +332,9 @@ def main(argv=None) -> None:
     first = logs / f"titles-mle-s{(args.seeds or settings['seeds']).split(',')[0]}"
     if (first / "config.json").is_file():
         data_reference(first, logs, judges, settings, log)  # the splits are the same for every seed
-    scorers(work, logs, settings, [name for name in SCORERS if name not in TITLE_SCORERS], log)  # the judges table's
+    # The judges table's scorers of reviews: no run uses them, so only their logs are needed (trained once).
+    scorers(work, logs, settings, [name for name in SCORERS if name not in TITLE_SCORERS
+                                   and not (logs / "scorers" / name / "summary.json").is_file()], log)
     if args.smoke:  # the e-commerce figures and tables of the smoke logs
         subprocess.check_call([sys.executable, str(REPO / "experiments" / "paper.py"), "--runs", str(logs.parent),
                                "--out", str(work / "paper")], cwd=REPO)
