@@ -98,9 +98,9 @@ GROUPS = {"steering": ["realism", "style1", "style3", "click1", "click3", "style
 # Each corpus's generator (run names <corpus>-<setting>-s<seed>): how it is trained, and the adversarial recipe its
 # runs start from (a setting's flags come after it). titles: the quick preset's from-scratch GPT-2 on titles
 # conditioned on the rating; reviews: the same on reviews conditioned on department and rating; smollm2: the packaged
-# pretrained SmolLM2-135M fine-tuned on the titles task, sized for 2 CPU cores (400 steps of 8 titles, about 1.5 s a
-# step, validated on 20 batches), then the titles' adversarial recipe with a generator learning rate for a
-# pretrained model (2e-5 instead of 3e-4).
+# pretrained SmolLM2-135M fine-tuned on the titles task, sized for 2 CPU cores (400 steps of 8 titles, 1.5-2 s a
+# step, validated on 20 batches; its adversarial steps take about 20 s), then the titles' adversarial recipe with a
+# generator learning rate for a pretrained model (2e-5 instead of 3e-4).
 TASKS = {
     "titles": dict(pretrain=["--preset", "quick", "--condition", "rating"],
                    adversarial=["--preset", "quick", "--max-steps", 100]),

@@ -18,7 +18,7 @@ SCRIPTS = {"coco": ["table1.py", "table2.py", "table3.py", "table4.py", "table5.
                      "table12.py", "figure1.py", "figure2.py"],
            "ecommerce": ["table6.py", "table7.py", "table8.py", "table9.py", "table13.py", "table14.py", "table15.py",
                          "figure3.py", "figure4.py", "figure5.py"]}
-BLOCK = re.compile(r"(<!-- table (?P<name>\w+) -->\n)(?:.*?\n)?(<!-- end (?P=name) -->)", re.S)
+BLOCK = re.compile(r"(<!-- table (?P<name>[\w-]+) -->\n)(?:.*?\n)?(<!-- end (?P=name) -->)", re.S)
 
 
 def refresh_tables(paper: Path, tables: Path) -> None:
