@@ -18,6 +18,14 @@ DYNAMICS = [("disc/d_fake", "D(fake)"), ("disc/accuracy", "discriminator accurac
 SAMPLES = [("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", "distinct-2"), ("words", "words")]
 
 
+def first_to_last(by_seed: dict) -> list:
+    """Runs {seed: folder} -> one cell per DYNAMICS key: its mean over the first and the last 10 steps, over seeds."""
+    ends = [common.window_means(common.read_jsonl(run / "metrics.jsonl"), [k for k, _ in DYNAMICS])
+            for run in by_seed.values()]
+    return [f"{common.fmt(*common.mean_std([e['first'][i] for e in ends]))} -> "
+            f"{common.fmt(*common.mean_std([e['last'][i] for e in ends]))}" for i in range(len(DYNAMICS))]
+
+
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     runs = Path(args.runs)
@@ -25,12 +33,7 @@ def main():
     judged = common.evaluations(runs, list(found), bench="reviews")
     rows = []
     for setting, by_seed in found.items():
-        dynamics = ["–"] * len(DYNAMICS)  # the MLE run has no adversarial steps
-        if setting != "mle":
-            ends = [common.window_means(common.read_jsonl(run / "metrics.jsonl"), [k for k, _ in DYNAMICS])
-                    for run in by_seed.values()]
-            dynamics = [f"{common.fmt(*common.mean_std([e['first'][i] for e in ends]))} -> "
-                        f"{common.fmt(*common.mean_std([e['last'][i] for e in ends]))}" for i in range(len(DYNAMICS))]
+        dynamics = ["–"] * len(DYNAMICS) if setting == "mle" else first_to_last(by_seed)  # MLE: no adversarial steps
         at_1 = [judged.get(setting, {}).get(seed, {}).get(1.0) for seed in by_seed]
         samples = [common.fmt(*common.mean_std([v[key] for v in at_1 if v])) for key, _ in SAMPLES]
         rows.append([SETTINGS[setting], len(by_seed), *dynamics, *samples])

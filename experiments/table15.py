@@ -2,7 +2,9 @@
 on the rating), then trained adversarially with realism only and with the style reward, beside the from-scratch
 generator's rows of the same settings: what each training run cost (wall seconds on the machine that ran it), the
 test NLL per word (tokenizers differ, so not per token), and at each temperature what the judges say of the samples,
-quality against the test titles and diversity (Table 7's columns and samples protocol). table15-samples: the
+quality against the test titles and diversity (Table 7's columns and samples protocol). table15-dynamics: each
+adversarial run's discriminator, realism spread and KL over its first and last 10 steps (Table 14's).
+table15-samples: the
 first 10 samples at T=1 of every run, unedited. Mean ± standard deviation over seeds (each seed's latest instance).
 """
 import json
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import common
 from table7 import JUDGE
+from table14 import DYNAMICS, first_to_last
 
 GENERATORS = {"titles": "from scratch (gpt2-mini, 8k corpus tokenizer)", "smollm2": "SmolLM2-135M (pretrained)"}
 SETTINGS = ("mle", "realism", "style3")  # smollm2-<setting>-s<seed> beside titles-<setting>-s<seed>
@@ -23,7 +26,7 @@ EXAMPLES = 10
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     runs = Path(args.runs)
-    rows, examples = [], []
+    rows, examples, dynamics = [], [], []
     for bench, generator in GENERATORS.items():
         found = common.runs_by_model(runs, list(SETTINGS), latest=True, bench=bench,
                                      needs=("summary.json", "eval-T1.00.json"))  # measured to the end (T=1 is last)
@@ -37,6 +40,8 @@ def main():
                 values = [points[t] for points in by_t.values() if t in points]
                 rows.append([generator, setting, len(values), cost, nll, f"{t:.1f}",
                              *[common.fmt(*common.mean_std([v[key] for v in values])) for key, _ in COLUMNS]])
+            if setting != "mle":
+                dynamics.append([generator, setting, len(by_seed), *first_to_last(by_seed)])
             run = next(iter(by_seed.values()))  # the first seed's samples
             for sample in common.read_jsonl(run / "samples-T1.00.jsonl")[:EXAMPLES]:
                 examples.append([generator, setting, run.name, sample["condition"]["rating"],
@@ -47,6 +52,9 @@ def main():
             "its row), on 2 CPU cores. Samples: 1,000 per temperature, prompted by the test split's ratings; the judges "
             "and metrics as in Table 7.")
     print(common.write_table(args.out, "table15", header, rows, note))
+    print(common.write_table(args.out, "table15-dynamics", ["generator", "setting", "seeds",
+                                                            *[f"{name}, first -> last 10 steps" for _, name in DYNAMICS]],
+                             dynamics, "KL: the sampled estimate per sequence (nats)."))
     print(common.write_table(args.out, "table15-samples", ["generator", "setting", "run", "prompt's rating",
                                                            "sample (T=1, unedited; ⏎ a line break)"], examples))
 
