@@ -12,9 +12,26 @@ import numpy as np
 import common
 from figure5 import MODELS
 from table12 import NOTE, goal_rows, header
+from table3 import matched
 
 GRID = np.round(np.arange(0.10, 0.31, 0.02), 2)
 AT = 0.20
+
+
+def pair_rows(sweeps: dict, names: dict, grid: np.ndarray) -> list:
+    """The seeds behind table 13: MLE's Self-BLEU-4 per seed at each matched BLEU-4 (the spread between MLE seeds), and
+    each adversarial run's difference from the MLE run it started from (values a curve does not reach left out)."""
+    mle = {s: common.curve_at(sweeps["mle"][s], "bleu-4", "self-bleu-4", grid) for s in sweeps.get("mle", {})}
+    per_model = [("mle", list(mle), np.array(list(mle.values())).reshape(len(mle), len(grid)), "{:.3f}")]
+    per_model += [(model, pairs, adv - m, "{:+.3f}") for model, _, _, pairs, m, adv in matched(sweeps, {4: grid})]
+    rows = []
+    for model, seeds, values, spec in per_model:
+        for i, value in enumerate(grid):
+            cells = [(s, v) for s, v in zip(seeds, values[:, i]) if not np.isnan(v)]
+            if cells:
+                rows.append([names[model], f"{value:.2f}", " / ".join(f"s{s} " + spec.format(v) for s, v in cells),
+                             common.fmt(*common.mean_std([v for _, v in cells]))])
+    return rows
 
 
 def main():
@@ -22,6 +39,10 @@ def main():
     sweeps = common.sweeps(Path(args.runs), list(MODELS), every_instance=True, bench="titles")
     rows = goal_rows(sweeps, "test titles", {m: label for m, (label, _) in MODELS.items()}, GRID, AT)
     print(common.write_table(args.out, "table13", header(AT), rows, NOTE.format(grid="every 0.02 from 0.10 to 0.30")))
+    print(common.write_table(args.out, "table13-pairs", ["model", "matched BLEU-4", "per seed (pair)", "mean ± std"],
+                             pair_rows(sweeps, {m: label for m, (label, _) in MODELS.items()}, GRID),
+                             "MLE rows: its Self-BLEU-4 per seed at the matched BLEU-4 (the spread between MLE seeds); "
+                             "the other rows: adversarial - MLE Self-BLEU-4 per seed pair. Only values a curve reaches."))
 
 
 if __name__ == "__main__":
