@@ -1,6 +1,8 @@
 """Table 9: the KL coefficient on product titles, realism reward only (0.05, 0.2, 0.5 = the quick preset, 1.0):
 the KL to the MLE model and the realism reward over the last 10 steps, and the samples at T=1: quality, diversity
-and what the judges say. Mean ± standard deviation over seeds; the MLE model's samples as the reference row.
+and what the judges say. Mean ± standard deviation over the seeds every row has (each seed's latest MLE instance and
+the runs started from it), so that no coefficient is read on a seed another lacks; the MLE model's samples as the
+reference row.
 """
 from pathlib import Path
 
@@ -16,6 +18,8 @@ def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     runs = Path(args.runs)
     found = common.runs_by_model(runs, ["mle", *common.group(runs, "kl")], latest=True, bench="titles")
+    shared = set.intersection(*(set(by_seed) for by_seed in found.values())) if found else set()
+    found = {setting: {s: run for s, run in by_seed.items() if s in shared} for setting, by_seed in found.items()}
     evaluations = common.evaluations(runs, list(found))
     rows = []
     for setting, by_seed in found.items():
@@ -29,7 +33,8 @@ def main():
     header = ["kl_coef", "seeds", "KL to MLE, last 10 steps", "realism reward, last 10 steps", "D(fake), last 10 steps",
               *[f"{name} (T=1)" for _, name in COLUMNS]]
     print(common.write_table(args.out, "table9", header, rows,
-                             "KL: the sampled estimate per sequence (sum over tokens of log p_policy - log p_MLE)."))
+                             "KL: the sampled estimate per sequence (sum over tokens of log p_policy - log p_MLE). Seeds: "
+                             f"{', '.join(sorted(shared, key=common.seed_order)) or 'none'}, those every row has."))
 
 
 if __name__ == "__main__":
