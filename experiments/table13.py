@@ -1,6 +1,7 @@
 """Table 13: the titles frontier at matched quality. Table 12's reading (issue 20's goal) of Figure 5's temperature
 sweeps on product titles: each adversarial run (realism only, and each remedy of issue 20 on the realism row)
-paired with the MLE run it started from, Self-BLEU-4 compared at matched BLEU-4 against the test titles.
+paired with the MLE run it started from, Self-BLEU-4 compared at matched BLEU-4 against the test titles; beside it
+table13-pairs (the seeds behind each cell) and table13-dynamics (the runs' training dynamics, Table 5's columns).
 
 Titles reach lower BLEU-4 than captions (about 0.08 to 0.32 over temperatures 0.5-1.5), so the grid is finer than
 table 3's: every 0.02 from 0.10 to 0.30, and the difference is quoted at 0.20, about MLE's BLEU-4 at temperature 1.
@@ -13,6 +14,7 @@ import common
 from figure5 import MODELS
 from table12 import NOTE, goal_rows, header
 from table3 import matched
+from table5 import HEADER, NOTE as DYNAMICS_NOTE, dynamics_rows
 
 GRID = np.round(np.arange(0.10, 0.31, 0.02), 2)
 AT = 0.20
@@ -43,6 +45,11 @@ def main():
                              pair_rows(sweeps, {m: label for m, (label, _) in MODELS.items()}, GRID),
                              "MLE rows: its Self-BLEU-4 per seed at the matched BLEU-4 (the spread between MLE seeds); "
                              "the other rows: adversarial - MLE Self-BLEU-4 per seed pair. Only values a curve reaches."))
+    runs = common.runs_by_model(Path(args.runs), list(MODELS), needs=("metrics.jsonl",), latest=True, bench="titles")
+    print(common.write_table(args.out, "table13-dynamics", HEADER,
+                             dynamics_rows(runs, {m: label for m, (label, _) in MODELS.items()}, seed_rows=False),
+                             DYNAMICS_NOTE + " Table 5's columns, for the titles runs of Table 13 (each seed's latest "
+                             "instance)."))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ COLUMNS = [("reward/realism_mean", "realism (P(real) of the policy's samples)"),
            ("policy/entropy", "entropy (nats/seq)"), ("charts/distinct2", "batch distinct-2")]
 
 
-def main():
-    args = common.arguments(__doc__.split("\n")[0])
+def dynamics_rows(runs_by_model: dict, names: dict, seed_rows: bool = True) -> list:
+    """{model: {seed: run folder}} -> the table's rows: for each model (MLE left out), each seed's first and last
+    WINDOW steps (with `seed_rows`), then the mean ± standard deviation of the seeds' means."""
     rows = []
-    for model, runs in common.runs_by_model(Path(args.runs)).items():
+    for model, runs in runs_by_model.items():
         if model == "mle":
             continue
         ends = {}  # (seed, "first"/"last") -> the column means
@@ -26,15 +27,24 @@ def main():
             means = common.window_means(common.read_jsonl(run / "metrics.jsonl"), [key for key, _ in COLUMNS], WINDOW)
             for end in ("first", "last"):
                 ends[seed, end] = means[end]
-        rows += [[common.MODELS[model], f"seed {seed}", end, *(f"{v:.3f}" for v in ends[seed, end])]
-                 for seed in runs for end in ("first", "last")]
+        rows += [[names[model], f"seed {seed}", end, *(f"{v:.3f}" for v in ends[seed, end])]
+                 for seed in runs for end in ("first", "last")] * seed_rows
         for end in ("first", "last"):
             values = np.array([ends[seed, end] for seed in runs]).reshape(len(runs), len(COLUMNS))
-            rows.append([common.MODELS[model], f"{len(runs)} seeds", end,
+            rows.append([names[model], f"{len(runs)} seeds", end,
                          *(common.fmt(*common.mean_std(values[:, i])) for i in range(len(COLUMNS)))])
-    header = ["model", "run", f"steps ({WINDOW} of each end)", *(label for _, label in COLUMNS)]
-    print(common.write_table(args.out, "table5", header, rows, "Means over the first and the last generator steps "
-                             "of each adversarial run; the seeds' rows: mean ± standard deviation of the seeds' means."))
+    return rows
+
+
+HEADER = ["model", "run", f"steps ({WINDOW} of each end)", *(label for _, label in COLUMNS)]
+NOTE = ("Means over the first and the last generator steps of each adversarial run; the seeds' rows: mean ± standard "
+        "deviation of the seeds' means.")
+
+
+def main():
+    args = common.arguments(__doc__.split("\n")[0])
+    rows = dynamics_rows(common.runs_by_model(Path(args.runs)), common.MODELS)
+    print(common.write_table(args.out, "table5", HEADER, rows, NOTE))
 
 
 if __name__ == "__main__":

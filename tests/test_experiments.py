@@ -159,6 +159,9 @@ def test_each_seed_is_read_from_its_first_instance_that_has_the_file(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "sweep.csv").write_text(
             f"run,temperature,bleu-4,self-bleu-4\n{name},0.5,0.32,{cold}\n{name},1.0,0.08,{hot}\n")
+    from table5 import COLUMNS
+    steps = [{"policy/loss": 0.0, **{key: float(v) for key, _ in COLUMNS}} for v in range(12)]  # 12 generator steps
+    (tmp_path / "titles-realism-s0r1" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
     found = common.sweeps(tmp_path, ["mle", "realism"])
     assert {model: list(by_seed) for model, by_seed in found.items()} == {"mle": ["0r1"], "realism": ["0r1"]}
     (tmp_path / "titles-mle-s1").mkdir()  # runs without the file: the first instance of each seed, or the latest
@@ -175,6 +178,10 @@ def test_each_seed_is_read_from_its_first_instance_that_has_the_file(tmp_path):
     assert row["model"] == "advgen adversarial (realism)" and row["seed pairs"] == "1"
     assert row["adversarial - MLE at 0.20 (pairs ahead)"] == "-0.100 (1/1)"
     assert row["matched BLEU-4 reached"] == "11: 0.10-0.30" and row["values ahead in every pair"] == "11: 0.10-0.30"
+    dynamics = list(csv.reader((tmp_path / "paper" / "tables" / "table13-dynamics.csv").open()))
+    # the first 10 steps' means (0..9 -> 4.5) and the last 10's (2..11 -> 6.5), one seed: no spread
+    assert [row[:4] for row in dynamics[1:]] == [["advgen adversarial (realism)", "1 seeds", "first", "4.500"],
+                                                 ["advgen adversarial (realism)", "1 seeds", "last", "6.500"]]
 
 def test_paper_md_quotes_the_current_tables(tmp_path):
     import paper
