@@ -11,7 +11,8 @@ import common
 KL = {"kl0.05": 0.05, "kl0.2": 0.2, "realism": 0.5, "kl1": 1.0}
 COLUMNS = [("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", "distinct-2"),
            ("style-balanced-accuracy/scorer-sentiment-judge", "judge: balanced sentiment accuracy"),
-           ("click/scorer-click-judge", "judge: P(click)")]
+           ("click/scorer-click-judge", "judge: P(click)"), ("words", "words per title"),
+           ("top-share", "share of the commonest title")]
 
 
 def main():
