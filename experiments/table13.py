@@ -39,15 +39,16 @@ def pair_rows(sweeps: dict, names: dict, grid: np.ndarray) -> list:
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     sweeps = common.sweeps(Path(args.runs), list(MODELS), every_instance=True, bench="titles")
-    rows = goal_rows(sweeps, "test titles", {m: label for m, (label, _) in MODELS.items()}, GRID, AT)
+    names = {m: label for m, (label, _) in MODELS.items()}
+    rows = goal_rows(sweeps, "test titles", names, GRID, AT)
     print(common.write_table(args.out, "table13", header(AT), rows, NOTE.format(grid="every 0.02 from 0.10 to 0.30")))
     print(common.write_table(args.out, "table13-pairs", ["model", "matched BLEU-4", "per seed (pair)", "mean ± std"],
-                             pair_rows(sweeps, {m: label for m, (label, _) in MODELS.items()}, GRID),
+                             pair_rows(sweeps, names, GRID),
                              "MLE rows: its Self-BLEU-4 per seed at the matched BLEU-4 (the spread between MLE seeds); "
                              "the other rows: adversarial - MLE Self-BLEU-4 per seed pair. Only values a curve reaches."))
     runs = common.runs_by_model(Path(args.runs), list(MODELS), needs=("metrics.jsonl",), latest=True, bench="titles")
     print(common.write_table(args.out, "table13-dynamics", HEADER,
-                             dynamics_rows(runs, {m: label for m, (label, _) in MODELS.items()}, seed_rows=False),
+                             dynamics_rows(runs, names, seed_rows=False),
                              DYNAMICS_NOTE + " Table 5's columns, for the titles runs of Table 13 (each seed's latest "
                              "instance)."))
 

@@ -27,8 +27,9 @@ def dynamics_rows(runs_by_model: dict, names: dict, seed_rows: bool = True) -> l
             means = common.window_means(common.read_jsonl(run / "metrics.jsonl"), [key for key, _ in COLUMNS], WINDOW)
             for end in ("first", "last"):
                 ends[seed, end] = means[end]
-        rows += [[names[model], f"seed {seed}", end, *(f"{v:.3f}" for v in ends[seed, end])]
-                 for seed in runs for end in ("first", "last")] * seed_rows
+        if seed_rows:
+            rows += [[names[model], f"seed {seed}", end, *(f"{v:.3f}" for v in ends[seed, end])]
+                     for seed in runs for end in ("first", "last")]
         for end in ("first", "last"):
             values = np.array([ends[seed, end] for seed in runs]).reshape(len(runs), len(COLUMNS))
             rows.append([names[model], f"{len(runs)} seeds", end,
