@@ -77,29 +77,38 @@ def runs_by_model(folder, models=MODELS, every_instance: bool = False, needs: tu
                   bench: str = None) -> dict:
     """{model: {seed label: run folder}} for the run folders under `folder` (<benchmark>-<model>-s<seed label>, of
     the benchmark `bench` where given: titles or reviews in the e-commerce logs) that hold every file in `needs`, in
-    the order of `models` (COCO's MODELS, or the e-commerce settings), each model's
-    runs in seed order. A model's statistics over seeds take one run per seed, its first instance (a retrain of a
-    seed's MLE, <seed>r<k>, is not another seed), or with `latest` its last (the e-commerce tables: seed 0's
-    settings were all run again from its retrained MLE); `every_instance` keeps them all, to pair each adversarial
-    run with the MLE of its own label."""
+    the order of `models` (COCO's MODELS, or the e-commerce settings), each model's runs in seed order. A model's statistics over seeds take one run per seed, its first instance (a retrain of a
+    seed's MLE, <seed>r<k>, is not another seed), or with `latest` the latest instance that every model with a run
+    of that seed has (the e-commerce tables, whose rows share their MLE generator; each model's own latest where
+    they share none); `every_instance` keeps them all, to pair each adversarial run with the MLE of its own label."""
     found = {}
     for path in sorted(Path(folder).iterdir()):
         match = RUN_NAME.match(path.name)
         if (path.is_dir() and match and match["model"] in models and bench in (None, match["bench"])
                 and all((path / n).is_file() for n in needs)):
             found.setdefault(match["model"], {})[match["seed"]] = path
+    if every_instance:
+        return {m: {label: found[m][label] for label in sorted(found[m], key=seed_order)} for m in models if m in found}
+    seeds = {model: {} for model in found}  # {model: {seed: its labels of that seed}}
+    for model, labels in found.items():
+        for label in labels:
+            seeds[model].setdefault(seed_order(label)[0], []).append(label)
+    shared = {}  # {seed: the labels that every model with a run of that seed has}
+    for by_seed in seeds.values():
+        for seed, labels in by_seed.items():
+            shared[seed] = shared.get(seed, set(labels)) & set(labels)
     chosen = {}
     for model in [m for m in models if m in found]:
-        picked = {}
-        for label in sorted(found[model], key=seed_order, reverse=latest):
-            if every_instance or all(seed_order(other)[0] != seed_order(label)[0] for other in picked):
-                picked[label] = found[model][label]
-        chosen[model] = {label: picked[label] for label in sorted(picked, key=seed_order)}
+        picks = [max(shared[seed] or labels, key=seed_order) if latest else min(labels, key=seed_order)
+                 for seed, labels in seeds[model].items()]
+        chosen[model] = {label: found[model][label] for label in sorted(picks, key=seed_order)}
     return chosen
 
 
-def sweeps(folder, models=MODELS, every_instance: bool = False, references: str = "test", bench: str = None) -> dict:
-    """{model: {seed: sweep rows sorted by temperature}} for the runs of `models` that have a sweep.csv. With
+def sweeps(folder, models=MODELS, every_instance: bool = False, references: str = "test", bench: str = None,
+           latest: bool = False) -> dict:
+    """{model: {seed: sweep rows sorted by temperature}} for the runs of `models` that have a sweep.csv (the seeds'
+    instances chosen as runs_by_model does). With
     references="held-out", BLEU-n is against the held-out train captions (HELD_OUT, runs without it left out) in
     place of the test captions; every other column is the sweep's."""
     def rows(run: Path) -> list:
@@ -112,7 +121,7 @@ def sweeps(folder, models=MODELS, every_instance: bool = False, references: str 
 
     needs = ("sweep.csv",) + (HELD_OUT,) * (references == "held-out")
     return {model: {seed: rows(run) for seed, run in seeds.items()}
-            for model, seeds in runs_by_model(folder, models, every_instance, needs, bench=bench).items()}
+            for model, seeds in runs_by_model(folder, models, every_instance, needs, latest, bench).items()}
 
 
 def plot_sweeps(ax, by_seed: dict, x: str, y: str, color, label: str) -> None:

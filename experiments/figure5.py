@@ -13,7 +13,7 @@ MODELS = {"mle": ("advgen MLE", "tab:blue"), "realism": ("advgen adversarial (re
 
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
-    found = common.sweeps(Path(args.runs), list(MODELS), bench="titles")
+    found = common.sweeps(Path(args.runs), list(MODELS), bench="titles", latest=True)
     if not found:
         print(f"figure5: no sweep.csv of {', '.join(MODELS)} runs in {args.runs} yet; not drawn")
         return

@@ -150,7 +150,7 @@ def test_the_goal_verdict_reads_separation_and_every_pair():
 
 
 
-def test_each_seed_is_read_from_its_first_instance_that_has_the_file(tmp_path):
+def test_each_seed_is_read_from_its_first_instance_or_the_latest_a_tables_rows_share(tmp_path):
     # titles-*-s0 were logged before the titles frontier existed (no sweep.csv); their retrains s0r1 have one, and
     # the frontier (figure 5, table 13) pairs those, each adversarial run with the MLE run it started from.
     for name in ("titles-mle-s0", "titles-realism-s0"):
@@ -169,6 +169,15 @@ def test_each_seed_is_read_from_its_first_instance_that_has_the_file(tmp_path):
         {"0": "titles-mle-s0", "1": "titles-mle-s1"}
     assert {s: p.name for s, p in common.runs_by_model(tmp_path, ["mle"], latest=True)["mle"].items()} == \
         {"0r1": "titles-mle-s0r1", "1": "titles-mle-s1"}
+    # with `latest`, a table's rows share the seed's latest instance that all of them have: a setting run only from
+    # seed 0's first MLE takes the table's seed 0 back to that instance; where they share none, each keeps its own
+    (tmp_path / "titles-click3-s0").mkdir()
+    (tmp_path / "titles-ppo-s0r1").mkdir()
+    pick = lambda models: {m: sorted(p.name for p in by_seed.values())
+                           for m, by_seed in common.runs_by_model(tmp_path, models, latest=True).items()}
+    assert pick(["mle", "click3"]) == {"mle": ["titles-mle-s0", "titles-mle-s1"], "click3": ["titles-click3-s0"]}
+    assert pick(["mle", "ppo"]) == {"mle": ["titles-mle-s0r1", "titles-mle-s1"], "ppo": ["titles-ppo-s0r1"]}
+    assert pick(["click3", "ppo"]) == {"click3": ["titles-click3-s0"], "ppo": ["titles-ppo-s0r1"]}
     done = subprocess.run([sys.executable, str(REPO / "experiments" / "table13.py"), "--runs", str(tmp_path),
                            "--out", str(tmp_path / "paper")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
