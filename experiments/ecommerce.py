@@ -39,8 +39,9 @@ A run whose logs are all there is skipped; a killed one resumes from its checkpo
 seed's MLE checkpoint: where the work folder was lost, the MLE run is trained again by the same command, and the
 finished runs' logs are kept; a retrain that differs from the committed checkpoint (float rounding differs between
 machines) is logged with the runs started from it under a new seed label, titles-mle-s0r1 (common.mle_instance), and
-every chosen setting of that seed runs again from it: the tables read each seed's latest instance, so the rows of a
-table share one MLE generator.
+every chosen setting of that seed runs again from it: a table reads, for each seed, the latest instance that all its
+rows have, so the rows of a table share one MLE generator. A retrain equal to a committed instance (the same machine
+kind) is logged under that instance's label, and the settings run from it join that instance's runs.
 Scorers trained again likewise differ from the committed ones: every committed report is then judged again, from
 its committed samples, by the scorers of this run (rejudge; LOGS/judges.json records which), so the reward
 scorers of runs trained in different sessions may differ in the last bits, the judges of a table never do.
@@ -272,7 +273,7 @@ def chain(corpus: str, seed: int, wanted: list, work: Path, logs: Path, judges: 
     each measured (the titles' frontier runs swept too). A lost MLE checkpoint is trained again; on another machine it
     differs, and is logged with the runs started from it under a new seed label (common.mle_instance, as run.py
     does). Every wanted setting runs from this MLE generator, also one logged from an earlier instance of the seed:
-    the tables read each seed's latest instance, and a table's rows share their MLE generator."""
+    a table reads each seed's latest instance that all its rows have, so its rows share their MLE generator."""
     mle_folder = work / f"{corpus}-mle-s{seed}"
     train("pretrain", mle_folder, [*TASKS[corpus]["pretrain"], *settings["pretrain"], "--seed", seed], log)
     label = common.mle_instance(logs, f"{corpus}-mle", seed, json.loads((mle_folder / "summary.json").read_text()))
