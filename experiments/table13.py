@@ -21,9 +21,11 @@ AT = 0.20
 
 
 def pair_rows(sweeps: dict, names: dict, grid: np.ndarray) -> list:
-    """The seeds behind table 13: MLE's Self-BLEU-4 per seed at each matched BLEU-4 (the spread between MLE seeds), and
-    each adversarial run's difference from the MLE run it started from (values a curve does not reach left out)."""
-    mle = {s: common.curve_at(sweeps["mle"][s], "bleu-4", "self-bleu-4", grid) for s in sweeps.get("mle", {})}
+    """The seeds behind table 13: MLE's Self-BLEU-4 per seed at each matched BLEU-4 (the spread between MLE seeds; the
+    MLE runs that adversarial runs started from), and each adversarial run's difference from the MLE run it started
+    from (values a curve does not reach left out)."""
+    paired = {s for model, by_seed in sweeps.items() if model != "mle" for s in by_seed}
+    mle = {s: common.curve_at(sweeps["mle"][s], "bleu-4", "self-bleu-4", grid) for s in sweeps.get("mle", {}) if s in paired}
     per_model = [("mle", list(mle), np.array(list(mle.values())).reshape(len(mle), len(grid)), "{:.3f}")]
     per_model += [(model, pairs, adv - m, "{:+.3f}") for model, _, _, pairs, m, adv in matched(sweeps, {4: grid})]
     rows = []

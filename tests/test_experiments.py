@@ -178,6 +178,9 @@ def test_each_seed_is_read_from_its_first_instance_or_the_latest_a_tables_rows_s
     assert pick(["mle", "click3"]) == {"mle": ["titles-mle-s0", "titles-mle-s1"], "click3": ["titles-click3-s0"]}
     assert pick(["mle", "ppo"]) == {"mle": ["titles-mle-s0r1", "titles-mle-s1"], "ppo": ["titles-ppo-s0r1"]}
     assert pick(["click3", "ppo"]) == {"click3": ["titles-click3-s0"], "ppo": ["titles-ppo-s0r1"]}
+    # seed 0's first MLE swept too (reproduced later) but no adversarial run of it swept: not in table13's MLE spread
+    (tmp_path / "titles-mle-s0" / "sweep.csv").write_text(
+        "run,temperature,bleu-4,self-bleu-4\ntitles-mle-s0,0.5,0.32,0.9\ntitles-mle-s0,1.0,0.08,0.8\n")
     done = subprocess.run([sys.executable, str(REPO / "experiments" / "table13.py"), "--runs", str(tmp_path),
                            "--out", str(tmp_path / "paper")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -187,10 +190,13 @@ def test_each_seed_is_read_from_its_first_instance_or_the_latest_a_tables_rows_s
     assert row["model"] == "advgen adversarial (realism)" and row["seed pairs"] == "1"
     assert row["adversarial - MLE at 0.20 (pairs ahead)"] == "-0.100 (1/1)"
     assert row["matched BLEU-4 reached"] == "11: 0.10-0.30" and row["values ahead in every pair"] == "11: 0.10-0.30"
+    pairs = list(csv.reader((tmp_path / "paper" / "tables" / "table13-pairs.csv").open()))
+    assert [r[2] for r in pairs[1:] if r[0] == "advgen MLE" and r[1] == "0.20"] == ["s0r1 0.350"]
     dynamics = list(csv.reader((tmp_path / "paper" / "tables" / "table13-dynamics.csv").open()))
     # the first 10 steps' means (0..9 -> 4.5) and the last 10's (2..11 -> 6.5), one seed: no spread
     assert [row[:4] for row in dynamics[1:]] == [["advgen adversarial (realism)", "1 seeds", "first", "4.500"],
                                                  ["advgen adversarial (realism)", "1 seeds", "last", "6.500"]]
+
 
 def test_paper_md_quotes_the_current_tables(tmp_path):
     import paper
