@@ -6,6 +6,7 @@ runs started from it, see mle_instance), each with config.json, metrics.jsonl, s
 fed-mauve-T<t>.json; beside them data-texygen.json and data-fed-mauve.json (the train captions measured as if they
 were samples). These scripts read those files only: no training code, no models.
 """
+import collections
 import csv
 import gzip
 import io
@@ -262,14 +263,17 @@ def group(folder, name: str) -> list:
 
 
 def judged(report, samples) -> dict:
-    """An evaluate report's metrics, plus from its samples file 'words' (mean whitespace words per text) and
-    'top-share' (the share of texts equal to the most frequent one)."""
+    """An evaluate report's metrics, plus from its samples file what n-gram metrics cannot see of one-word or empty
+    texts: 'words' (mean whitespace words per text), 'top-share' and 'top-text' (the most frequent text and the share
+    of texts equal to it), 'distinct-texts' (different texts per text), 'one-word' and
+    'empty' (the shares of texts of one word and of none)."""
     texts = [r["text"] for r in read_jsonl(samples)]
-    counts = {}
-    for text in texts:
-        counts[text] = counts.get(text, 0) + 1
-    return dict(json.loads(Path(report).read_text())["metrics"], words=float(np.mean([len(x.split()) for x in texts])),
-                **{"top-share": max(counts.values()) / len(texts)})
+    counts = collections.Counter(texts)
+    top, top_count = counts.most_common(1)[0]
+    words = [len(x.split()) for x in texts]
+    return dict(json.loads(Path(report).read_text())["metrics"], words=float(np.mean(words)),
+                **{"top-share": top_count / len(texts), "top-text": top, "distinct-texts": len(counts) / len(texts),
+                   "one-word": words.count(1) / len(texts), "empty": words.count(0) / len(texts)})
 
 
 def evaluations(folder, models: list, every_instance: bool = False, bench: str = "titles") -> dict:

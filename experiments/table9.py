@@ -2,7 +2,8 @@
 the KL to the MLE model and the realism reward over the last 10 steps, and the samples at T=1: quality, diversity
 and what the judges say. Mean ± standard deviation over the seeds every row has (each seed's latest MLE instance and
 the runs started from it), so that no coefficient is read on a seed another lacks; the MLE model's samples as the
-reference row.
+reference row. Beside it table9-seeds: each run of the table seed by seed, with what n-gram metrics cannot see of a
+generator collapsed onto one-word titles (distinct titles, one-word and empty titles, the commonest title).
 """
 from pathlib import Path
 
@@ -36,6 +37,23 @@ def main():
     print(common.write_table(args.out, "table9", header, rows,
                              "KL: the sampled estimate per sequence (sum over tokens of log p_policy - log p_MLE). Seeds: "
                              f"{', '.join(sorted(shared, key=common.seed_order)) or 'none'}, those every row has."))
+    seed_rows = []
+    for setting, by_seed in found.items():
+        for s, run in by_seed.items():
+            steps = [r for r in common.read_jsonl(run / "metrics.jsonl") if "policy/kl" in r]
+            peak = max(steps, key=lambda r: r["policy/kl"], default=None)
+            trained = ([common.fmt(common.final_mean(steps, "policy/kl")), f"{peak['policy/kl']:.3f} (step {peak['step']})"]
+                       if peak else ["–", "–"])
+            v = evaluations[setting][s][1.0]
+            seed_rows.append(["MLE" if setting == "mle" else f"{KL[setting]:g}", run.name, *trained,
+                              *[common.fmt(v[key]) for key in ("self-bleu-4", "distinct-2", "words", "distinct-texts",
+                                                               "one-word", "empty", "top-share")], repr(v["top-text"])])
+    print(common.write_table(args.out, "table9-seeds", ["kl_coef", "run", "KL to MLE, last 10 steps", "KL to MLE, peak",
+                                                         *[f"{name} (T=1)" for name in (
+                                                             "Self-BLEU-4", "distinct-2", "words per title",
+                                                             "distinct titles / titles", "one-word titles", "empty titles",
+                                                             "share of the commonest title", "the commonest title")]],
+                             seed_rows, "Each run of Table 9 on its own; the samples at T=1 (1,000 titles)."))
 
 
 if __name__ == "__main__":

@@ -198,6 +198,17 @@ def test_each_seed_is_read_from_its_first_instance_or_the_latest_a_tables_rows_s
                                                  ["advgen adversarial (realism)", "1 seeds", "last", "6.500"]]
 
 
+def test_judged_counts_what_ngram_metrics_cannot_see(tmp_path):
+    # one-word and empty titles have no bigram: the samples' own counts are what shows a collapse onto them
+    (tmp_path / "eval.json").write_text(json.dumps({"metrics": {"distinct-2": 1.0}}))
+    texts = ["Disappointed", "Disappointed", "Disappointed", "", "Too big"]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    v = common.judged(tmp_path / "eval.json", tmp_path / "samples.jsonl")
+    assert v["distinct-2"] == 1.0 and v["top-text"] == "Disappointed" and v["top-share"] == pytest.approx(0.6)
+    assert v["distinct-texts"] == pytest.approx(0.6) and v["one-word"] == pytest.approx(0.6)
+    assert v["empty"] == pytest.approx(0.2) and v["words"] == pytest.approx(1.0)
+
+
 def test_paper_md_quotes_the_current_tables(tmp_path):
     import paper
 
@@ -247,6 +258,8 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     table8 = list(csv.reader((tmp_path / "paper" / "tables" / "table8.csv").open()))
     assert [row[0] for row in table8[1:]] == ["loo"]  # the one baseline the smoke chain trains
     assert [row[0] for row in list(csv.reader((tmp_path / "paper" / "tables" / "table9.csv").open()))[1:]] == ["MLE", "0.5"]
+    seeds9 = list(csv.reader((tmp_path / "paper" / "tables" / "table9-seeds.csv").open()))
+    assert [row[:2] for row in seeds9[1:]] == [["MLE", "titles-mle-s0"], ["0.5", "titles-realism-s0"]]
     for run in ("titles-mle-s0", "titles-realism-s0"):  # the titles frontier
         assert [r["temperature"] for r in common.read_csv(logs / run / "sweep.csv")] == [0.5, 1.0, 1.5]
     assert not (logs / "titles-style3-click1-s0" / "sweep.csv").exists()
