@@ -18,12 +18,13 @@ DYNAMICS = [("disc/d_fake", "D(fake)"), ("disc/accuracy", "discriminator accurac
 SAMPLES = [("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", "distinct-2"), ("words", "words")]
 
 
-def first_to_last(by_seed: dict) -> list:
-    """Runs {seed: folder} -> one cell per DYNAMICS key: its mean over the first and the last 10 steps, over seeds."""
-    ends = [common.window_means(common.read_jsonl(run / "metrics.jsonl"), [k for k, _ in DYNAMICS])
+def first_to_last(by_seed: dict, columns: list = DYNAMICS) -> list:
+    """Runs {seed: folder} -> one cell per key of `columns`: its mean over the first and the last 10 steps, over
+    seeds."""
+    ends = [common.window_means(common.read_jsonl(run / "metrics.jsonl"), [k for k, _ in columns])
             for run in by_seed.values()]
     return [f"{common.fmt(*common.mean_std([e['first'][i] for e in ends]))} -> "
-            f"{common.fmt(*common.mean_std([e['last'][i] for e in ends]))}" for i in range(len(DYNAMICS))]
+            f"{common.fmt(*common.mean_std([e['last'][i] for e in ends]))}" for i in range(len(columns))]
 
 
 def main():
