@@ -476,18 +476,22 @@ def log_step(cfg: AdversarialConfig, log: RunLog, m: Models, task: Task, ro: Rol
              total: torch.Tensor, reward: torch.Tensor, advantages: torch.Tensor, logs: dict, state: dict) -> None:
     """metrics.jsonl, the bar, the collapse alarm and samples.jsonl, of the whole batch (rank 0 writes)."""
     texts = distributed.gather_objects(ro.texts)
-    distinct2 = metrics.distinct(texts, 2)[1]
-    alarm = bool(cfg.collapse_distinct2) and distinct2 < cfg.collapse_distinct2
+    distinct2, distinct_texts = metrics.distinct(texts, 2)[1], metrics.unique_ratio(texts)
+    # distinct-2 alone misses a collapse onto one-word texts (no bigram), the share of distinct texts sees it
+    low = [f"{name} of the batch is {value:.3f}, below --collapse-{name} {limit}" for name, value, limit in
+           (("distinct2", distinct2, cfg.collapse_distinct2), ("distinct-texts", distinct_texts, cfg.collapse_distinct_texts))
+           if limit and value < limit]
+    alarm = bool(low)
     log.log(step, {**{f"reward/{name}_{stat}": float(getattr(r, stat)()) for name, r in components.items()
                       for stat in ("mean", "std")},  # std: unbiased
                    "reward/total_mean": float(total.mean()), **logs,
                    "policy/sample_tokens": float(distributed.gather(ro.samples.mask.sum(1).float()).mean()),
-                   "charts/distinct2": distinct2, "charts/collapse_alarm": int(alarm)})
+                   "charts/distinct2": distinct2, "charts/distinct_texts": distinct_texts,
+                   "charts/collapse_alarm": int(alarm)})
     log.bar.update(1)
     log.bar.set_postfix(reward=f"{float(total.mean()):.3f}", d_fake=f"{logs.get('disc/d_fake', math.nan):.3f}")
     if alarm and not state["alarmed"]:
-        log.write(f"warning: step {step}: distinct-2 of the batch is {distinct2:.3f}, below --collapse-distinct2 "
-                  f"{cfg.collapse_distinct2}: the generator may be collapsing onto a few outputs")
+        log.write(f"warning: step {step}: {'; '.join(low)}: the generator may be collapsing onto a few outputs")
     state["alarmed"] = alarm
     if cfg.log_samples_every and step % cfg.log_samples_every == 0:
         k = cfg.k

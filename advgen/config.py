@@ -224,6 +224,8 @@ class AdversarialConfig:
     checkpoint_every: int = _opt(50, "checkpoint (and save generator/ and discriminator/) every N steps")
     eval_samples: int = _opt(500, "samples of the final and the init generator compared in summary.json")
     collapse_distinct2: float = _opt(0.2, "mode-collapse alarm when the batch's distinct-2 falls below this (0 = off)")
+    collapse_distinct_texts: float = _opt(0.5, "mode-collapse alarm when the batch's distinct texts per text fall below "
+                                          "this (0 = off): what distinct-2 misses of one-word outputs")
     nan_patience: int = _opt(3, "abort after N consecutive steps with a non-finite loss or gradient (each is skipped)")
     seed: int = _opt(0, "seed for prompts, sampling, real-text batches and dropout")
     device: str = _opt("auto", "'auto', 'cpu', 'cuda', 'cuda:1', ...")
@@ -264,7 +266,8 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
                                 "ppo_epochs", "ppo_clip"]
                  + [name for name in ("max_new_tokens", "disc_warmup_lr") if getattr(cfg, name) is not None],
                  non_negative=["w_realism", "w_style", "w_click", "w_content", "kl_coef", "entropy_coef", "clip", "weight_decay",
-                               "disc_steps", "disc_warmup", "mle_coef", "mle_every", "log_samples_every", "collapse_distinct2"])
+                               "disc_steps", "disc_warmup", "mle_coef", "mle_every", "log_samples_every", "collapse_distinct2",
+                               "collapse_distinct_texts"])
     if not cfg.w_realism + cfg.w_style + cfg.w_click + cfg.w_content > 0:
         raise AdvgenError("the reward weights --w-realism, --w-style, --w-click and --w-content are all zero: "
                           "nothing to train for")
@@ -290,8 +293,9 @@ def validate_adversarial(cfg: AdversarialConfig) -> None:
         raise AdvgenError(f"--disc-dropout must be in [0, 1), got {cfg.disc_dropout}")
     if not 0 <= cfg.ema_decay <= 1:
         raise AdvgenError(f"--ema-decay must be in [0, 1], got {cfg.ema_decay}")
-    if cfg.collapse_distinct2 > 1:
-        raise AdvgenError(f"--collapse-distinct2 must be in [0, 1], got {cfg.collapse_distinct2}")
+    for name in ("collapse_distinct2", "collapse_distinct_texts"):
+        if getattr(cfg, name) > 1:
+            raise AdvgenError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}")
 
 
 def resolve(cls, preset_table: dict, preset: Optional[str], flags: dict):

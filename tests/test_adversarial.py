@@ -27,7 +27,7 @@ TINY = ["--discriminator", "scratch:bert-tiny", "--disc-max-length", "16", "--pr
 METRIC_KEYS = {"reward/realism_mean", "reward/realism_std", "reward/total_mean", "reward/shaped_mean",
                "reward/advantage_std", "reward/baseline_mean", "policy/kl", "policy/entropy", "policy/loss",
                "policy/grad_norm", "disc/d_real", "disc/d_fake", "disc/accuracy", "disc/loss", "charts/distinct2",
-               "charts/collapse_alarm", "charts/skipped"}
+               "charts/distinct_texts", "charts/collapse_alarm", "charts/skipped"}
 
 
 def rows(path):
@@ -285,6 +285,7 @@ def test_resume_after_kill_reaches_the_same_weights_and_logs(init, tmp_path):
      "it needs --w-realism > 0"),
     (["--init", "{init}", "--dense-discount", "1.5"], "--dense-discount must be in [0, 1]"),
     (["--init", "{init}", "--ppo-epochs", "0"], "--ppo-epochs must be positive"),
+    (["--init", "{init}", "--collapse-distinct-texts", "2"], "--collapse-distinct-texts must be in [0, 1]"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_run_folder(init, scorer_folders, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
@@ -308,6 +309,24 @@ def test_existing_run_folder_is_left_alone_and_a_pretrain_run_is_not_resumed(ini
     result = run_cli("--out", init, "--resume")
     assert result.exit_code == 2 and "not an adversarial run" in result.stderr
     assert sorted(p.name for p in init.iterdir()) == before
+
+
+def test_the_collapse_alarm_sees_one_word_outputs_that_distinct2_misses(init, tmp_path, monkeypatch, capsys):
+    """Six of eight texts the same one word, two others whose bigrams are all distinct: distinct-2 is 1.0, above
+    --collapse-distinct2, and only the share of distinct texts (3/8, below the default 0.5) raises the alarm."""
+    texts = ["Disappointed"] * 6 + ["so soft and warm", "runs small in the hips"]
+    monkeypatch.setattr(sampling, "decode", lambda tokenizer, samples: texts[:len(samples.tokens)])
+    cfg = AdversarialConfig(init=str(init), out=str(tmp_path / "adv"), discriminator="scratch:bert-tiny",
+                            disc_max_length=16, prompts_per_step=4, k=2, max_new_tokens=4, max_steps=2,
+                            eval_samples=8)
+    adversarial(cfg)
+    steps = [r for r in rows(tmp_path / "adv" / "metrics.jsonl") if "policy/loss" in r]
+    assert [(r["charts/distinct2"], r["charts/distinct_texts"], r["charts/collapse_alarm"]) for r in steps] == [
+        (1.0, 3 / 8, 1), (1.0, 3 / 8, 1)]
+    assert "distinct-texts of the batch is 0.375" in capsys.readouterr().out
+    off = AdversarialConfig(**{**cfg.__dict__, "out": str(tmp_path / "off"), "collapse_distinct_texts": 0.0})
+    adversarial(off)
+    assert [r["charts/collapse_alarm"] for r in rows(tmp_path / "off" / "metrics.jsonl") if "policy/loss" in r] == [0, 0]
 
 
 def test_non_finite_rewards_skip_the_update_and_abort_after_patience(init, tmp_path, monkeypatch, capsys):
