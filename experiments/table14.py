@@ -2,12 +2,14 @@
 department and the rating, realism reward only with the quick recipe: the plain run beside two remedies of issue 20
 that keep the discriminator's signal, the target-accuracy discriminator (stepped only below accuracy 0.7, label
 smoothing 0.1) and dense per-prefix rewards; and a discriminator that learns 20x faster after a longer warm-up
-(ecommerce.FAST_DISC), plain and with the target accuracy. From each run's metrics.jsonl, the means of its first and last 10
-generator steps: D(fake), the discriminator's accuracy, the spread of the realism reward among the step's samples
-(what the leave-one-out advantages are made of: near 0, the generator learns nothing), the KL to the MLE model;
-and its samples at T=1: BLEU-4 against the test reviews, Self-BLEU-4, distinct-2, words. The MLE generator's
-samples as the reference row. Mean ± standard deviation over seeds (each seed's latest instance).
+(ecommerce.FAST_DISC), plain and with the target accuracy. From each run's metrics.jsonl, the discriminator
+warm-up's length and its D(fake) at the end (the target accuracy ends it early), and the means of its first and last
+10 generator steps: D(fake), the discriminator's accuracy, the spread of the realism reward among the step's samples
+(what the leave-one-out advantages are made of: near 0, the generator learns nothing), the KL to the MLE model; and
+its samples at T=1: BLEU-4 against the test reviews, Self-BLEU-4, distinct-2, words. The MLE generator's samples as
+the reference row. Mean ± standard deviation over seeds (each seed's latest instance).
 """
+import math
 from pathlib import Path
 
 import common
@@ -17,6 +19,7 @@ SETTINGS = {"mle": "MLE (reference)", "realism": "realism", "dtarget": "target-a
             "fastd-dtarget": "fast discriminator, target accuracy"}
 DYNAMICS = [("disc/d_fake", "D(fake)"), ("disc/accuracy", "discriminator accuracy"),
             ("reward/realism_std", "realism std among samples"), ("policy/kl", "KL to MLE")]
+WARM_UP = [("disc_warmup/steps", "warm-up steps"), ("disc_warmup/d_fake", "D(fake) at the warm-up's end")]
 SAMPLES = [("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", "distinct-2"), ("words", "words")]
 
 
@@ -29,6 +32,15 @@ def first_to_last(by_seed: dict, columns: list = DYNAMICS) -> list:
             f"{common.fmt(*common.mean_std([e['last'][i] for e in ends]))}" for i in range(len(columns))]
 
 
+def warm_up_end(by_seed: dict) -> list:
+    """Runs {seed: folder} -> one cell per key of WARM_UP: the discriminator warm-up's last values (metrics.jsonl's
+    step 0), over seeds."""
+    ends = [next((r for r in common.read_jsonl(run / "metrics.jsonl") if "disc_warmup/steps" in r), {})
+            for run in by_seed.values()]  # {}: a run without a warm-up
+    return [common.fmt(*common.mean_std([e.get(key, math.nan) for e in ends]), digits=0 if key.endswith("steps") else 3)
+            for key, _ in WARM_UP]
+
+
 def main():
     args = common.arguments(__doc__.split("\n")[0], "ecommerce")
     runs = Path(args.runs)
@@ -36,11 +48,12 @@ def main():
     judged = common.evaluations(runs, list(found), bench="reviews")
     rows = []
     for setting, by_seed in found.items():
-        dynamics = ["–"] * len(DYNAMICS) if setting == "mle" else first_to_last(by_seed)  # MLE: no adversarial steps
+        # MLE: no adversarial steps
+        dynamics = ["–"] * len(WARM_UP + DYNAMICS) if setting == "mle" else warm_up_end(by_seed) + first_to_last(by_seed)
         at_1 = [judged.get(setting, {}).get(seed, {}).get(1.0) for seed in by_seed]
         samples = [common.fmt(*common.mean_std([v[key] for v in at_1 if v])) for key, _ in SAMPLES]
         rows.append([SETTINGS[setting], len(by_seed), *dynamics, *samples])
-    header = ["run", "seeds", *[f"{name}, first -> last 10 steps" for _, name in DYNAMICS],
+    header = ["run", "seeds", *[name for _, name in WARM_UP], *[f"{name}, first -> last 10 steps" for _, name in DYNAMICS],
               *[f"{name} (T=1)" for _, name in SAMPLES]]
     note = ("KL: the sampled estimate per sequence (nats). Samples: prompted by the test split's departments and "
             "ratings; BLEU-4 against all test reviews, Self-BLEU-4 against the other samples, words split on whitespace.")
