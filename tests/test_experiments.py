@@ -274,6 +274,7 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
     assert json.loads((logs / "reviews-dtarget-s0" / "config.json").read_text())["adversarial"]["disc_target_accuracy"] == 0.7
     table14 = list(csv.reader((tmp_path / "paper" / "tables" / "table14.csv").open()))
     assert [row[0] for row in table14[1:]] == ["MLE (reference)", "target-accuracy discriminator"]
+    assert table14[1][2:4] == ["–", "–"] and table14[2][2] == "1"  # the smoke recipe's one warm-up step
     # the pretrained generator's chain (SmolLM2 in full runs; the smoke sizes swap in the tiny model): titles judged
     # by the title scorers, not swept, in table 15 beside the from-scratch rows of the same settings
     for run in ("smollm2-mle-s0", "smollm2-style3-s0"):
