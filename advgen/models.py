@@ -180,11 +180,16 @@ def load_generator(spec: str, dropout=None, seed: int = 0, tokenizer=None):
     return model, tokenizer
 
 
+def discriminator_tokenizer(spec: str):
+    """The tokenizer of discriminator `spec` (a scratch encoder has MiniLM's vocabulary)."""
+    return AutoTokenizer.from_pretrained(_source("minilm-l6" if spec.startswith("scratch:") else spec, "discriminator"))
+
+
 def load_discriminator(spec: str, num_labels: int = 2, dropout=None, seed: int = 0):
     """-> (sequence classifier with a new `num_labels` head where needed, tokenizer)."""
     if spec.startswith("scratch:"):
         layers, heads, width = _scratch_size(spec, "bert", BERT_SIZES, "discriminator")
-        tokenizer = AutoTokenizer.from_pretrained(_source("minilm-l6", "discriminator"))
+        tokenizer = discriminator_tokenizer(spec)
         config = BertConfig(vocab_size=len(tokenizer), num_hidden_layers=layers, num_attention_heads=heads,
                             hidden_size=width, intermediate_size=4 * width, num_labels=num_labels)
         _set_dropout(config, dropout)
@@ -201,7 +206,7 @@ def load_discriminator(spec: str, num_labels: int = 2, dropout=None, seed: int =
             model = AutoModelForSequenceClassification.from_pretrained(source, config=config, dtype=torch.float32)
     finally:
         hf_logging.set_verbosity(verbosity)
-    return model, AutoTokenizer.from_pretrained(source)
+    return model, discriminator_tokenizer(spec)
 
 
 def save(model, tokenizer, folder: Path, files: dict = None) -> None:
