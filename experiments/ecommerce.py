@@ -191,11 +191,13 @@ def rejudge(logs: Path, judges: dict, log: Path) -> None:
 
 
 def measure(run: Path, target: Path, judges: dict, settings: dict, log: Path) -> None:
-    """Samples of a run at each temperature, prompted by the test split, and their report (titles: with every
-    scorer)."""
+    """The run's logs, its samples at each temperature, prompted by the test split, and their report (titles: with
+    every scorer). Logs already there are kept: a checkpoint trained again and found equal to the committed one
+    (common.mle_instance) leaves the first training's logs, wall times included, as they were."""
     target.mkdir(parents=True, exist_ok=True)
     for name in RUN_LOGS:
-        shutil.copy2(run / name, target / name)
+        if not (target / name).is_file():
+            shutil.copy2(run / name, target / name)
     for t in settings["temperatures"]:
         samples, report = target / f"samples-T{t:.2f}.jsonl", target / f"eval-T{t:.2f}.json"
         if not samples.is_file():

@@ -318,6 +318,14 @@ def test_the_ecommerce_smoke_chain_judges_steered_titles_and_resumes(tmp_path):
         assert complete_logs(logs / run), run
     assert json.loads((logs / "titles-mle-s0r1" / "summary.json").read_text()) == summary
     assert (logs / "titles-realism-s0r1" / "sweep.csv").is_file() and not (logs / "reviews-mle-s0r1").exists()
+    # A chain measured again (a report missing) keeps the logs already there, as the first training wrote them.
+    (logs / "titles-mle-s0r1" / "summary.json").write_text(json.dumps({**summary, "wall_seconds": -1.0}))
+    (logs / "titles-realism-s0r1" / "eval-T1.00.json").unlink()
+    remeasured = ecommerce()
+    assert remeasured.returncode == 0, remeasured.stdout[-3000:] + remeasured.stderr[-3000:]
+    assert "advgen pretrain" not in remeasured.stdout and "advgen adversarial" not in remeasured.stdout
+    assert json.loads((logs / "titles-mle-s0r1" / "summary.json").read_text())["wall_seconds"] == -1.0
+    assert complete_logs(logs / "titles-realism-s0r1")
 
 
 def complete_logs(folder: Path) -> bool:
