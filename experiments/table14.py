@@ -4,11 +4,12 @@ that keep the discriminator's signal, the target-accuracy discriminator (stepped
 smoothing 0.1) and dense per-prefix rewards; and a stronger discriminator (ecommerce.FAST_DISC: it reads the whole
 review, learns 20x faster and is warmed up longer), plain and with the target accuracy. From each run's
 metrics.jsonl, the discriminator warm-up's length and its D(fake) at the end (the target accuracy ends it early),
-and the means of its first and last 10 generator steps: D(fake), the discriminator's accuracy, the spread of the
-realism reward among the step's samples (what the leave-one-out advantages are made of: near 0, the generator learns
+the share of generator steps in which the discriminator was trained (the target accuracy skips the others), and the
+means of its first and last 10 generator steps: D(fake), the discriminator's accuracy, the spread of the realism
+reward among the step's samples (what the leave-one-out advantages are made of: near 0, the generator learns
 nothing), the KL to the MLE model; and its samples at T=1: BLEU-4 against the test reviews, Self-BLEU-4, distinct-2,
-words. The MLE generator's samples as the reference row. Mean ± standard deviation over seeds (each seed's latest
-instance).
+words, and the share longer than the discriminator reads. The MLE generator's samples as the reference row. Mean ±
+standard deviation over seeds (each seed's latest instance).
 """
 import json
 import math
@@ -47,6 +48,14 @@ def warm_up_end(by_seed: dict) -> list:
             for key, _ in WARM_UP]
 
 
+def stepped_share(run: Path) -> float:
+    """The share of a run's generator steps in which its discriminator was trained: those below its target accuracy
+    (metrics.jsonl's disc/stepped), or every step without a target (none with --disc-steps 0)."""
+    every = 1 if json.loads((run / "config.json").read_text())["adversarial"]["disc_steps"] else 0
+    return float(np.mean([r.get("disc/stepped", every) for r in common.read_jsonl(run / "metrics.jsonl")
+                          if "policy/loss" in r]))
+
+
 def cut_share(run: Path, tokenizers: dict) -> float:
     """The share of a run's samples at T=1 longer than its discriminator reads (disc_max_length tokens, special tokens
     included; an MLE run: the quick recipe's, which its adversarial runs start from). tokenizers: a cache by spec."""
@@ -66,12 +75,15 @@ def main():
     rows, tokenizers = [], {}
     for setting, by_seed in found.items():
         # MLE: no adversarial steps
-        dynamics = ["–"] * len(WARM_UP + DYNAMICS) if setting == "mle" else warm_up_end(by_seed) + first_to_last(by_seed)
+        dynamics = ["–"] * (len(WARM_UP + DYNAMICS) + 1) if setting == "mle" else [
+            *warm_up_end(by_seed), common.fmt(*common.mean_std([stepped_share(run) for run in by_seed.values()])),
+            *first_to_last(by_seed)]
         at_1 = [judged.get(setting, {}).get(seed, {}).get(1.0) for seed in by_seed]
         samples = [common.fmt(*common.mean_std([v[key] for v in at_1 if v])) for key, _ in SAMPLES]
         cut = common.fmt(*common.mean_std([cut_share(run, tokenizers) for run in by_seed.values()]))
         rows.append([SETTINGS[setting], len(by_seed), *dynamics, *samples, cut])
-    header = ["run", "seeds", *[name for _, name in WARM_UP], *[f"{name}, first -> last 10 steps" for _, name in DYNAMICS],
+    header = ["run", "seeds", *[name for _, name in WARM_UP], "steps the discriminator trained in",
+              *[f"{name}, first -> last 10 steps" for _, name in DYNAMICS],
               *[f"{name} (T=1)" for _, name in SAMPLES], "longer than the discriminator reads (T=1)"]
     note = ("KL: the sampled estimate per sequence (nats). Samples: prompted by the test split's departments and "
             "ratings; BLEU-4 against all test reviews, Self-BLEU-4 against the other samples, words split on whitespace. "
