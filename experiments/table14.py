@@ -27,6 +27,9 @@ SETTINGS = {"mle": "MLE (reference)", "realism": "realism", "dtarget": "target-a
 DYNAMICS = [("disc/d_fake", "D(fake)"), ("disc/accuracy", "discriminator accuracy"),
             ("reward/realism_std", "realism std among samples"), ("policy/kl", "KL to MLE")]
 WARM_UP = [("disc_warmup/steps", "warm-up steps"), ("disc_warmup/d_fake", "D(fake) at the warm-up's end")]
+# The cells of an adversarial run that an MLE run has none of.
+STEP_HEADER = [*[name for _, name in WARM_UP], "steps the discriminator trained in",
+               *[f"{name}, first -> last 10 steps" for _, name in DYNAMICS]]
 SAMPLES = [("bleu-4", "BLEU-4"), ("self-bleu-4", "Self-BLEU-4"), ("distinct-2", "distinct-2"), ("words", "words")]
 
 
@@ -74,17 +77,15 @@ def main():
     judged = common.evaluations(runs, list(found), bench="reviews")
     rows, tokenizers = [], {}
     for setting, by_seed in found.items():
-        # MLE: no adversarial steps
-        dynamics = ["–"] * (len(WARM_UP + DYNAMICS) + 1) if setting == "mle" else [
+        dynamics = ["–"] * len(STEP_HEADER) if setting == "mle" else [
             *warm_up_end(by_seed), common.fmt(*common.mean_std([stepped_share(run) for run in by_seed.values()])),
             *first_to_last(by_seed)]
         at_1 = [judged.get(setting, {}).get(seed, {}).get(1.0) for seed in by_seed]
         samples = [common.fmt(*common.mean_std([v[key] for v in at_1 if v])) for key, _ in SAMPLES]
         cut = common.fmt(*common.mean_std([cut_share(run, tokenizers) for run in by_seed.values()]))
         rows.append([SETTINGS[setting], len(by_seed), *dynamics, *samples, cut])
-    header = ["run", "seeds", *[name for _, name in WARM_UP], "steps the discriminator trained in",
-              *[f"{name}, first -> last 10 steps" for _, name in DYNAMICS],
-              *[f"{name} (T=1)" for _, name in SAMPLES], "longer than the discriminator reads (T=1)"]
+    header = ["run", "seeds", *STEP_HEADER, *[f"{name} (T=1)" for _, name in SAMPLES],
+              "longer than the discriminator reads (T=1)"]
     note = ("KL: the sampled estimate per sequence (nats). Samples: prompted by the test split's departments and "
             "ratings; BLEU-4 against all test reviews, Self-BLEU-4 against the other samples, words split on whitespace. "
             "Longer than the discriminator reads: the share of samples over its disc_max_length in its own tokens "
